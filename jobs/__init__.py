@@ -1,0 +1,1 @@
+"""Job specs, planning and the Ray runner that composes read -> operators -> write."""

@@ -1,0 +1,84 @@
+"""What a job will do, worked out without loading a model or writing anything.
+
+``lakelabel plan JOB.yaml`` prints it; ``lakelabel run`` makes the same plan first, so bad shards and missing
+columns are reported by path before any model is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from jobs.shards import Shard, inspect_shards, list_shards
+from jobs.storage import filesystem
+from operators import ERROR_COLUMN, ERROR_TYPE, Operator
+
+if TYPE_CHECKING:
+    import fsspec
+
+    from jobs.spec import JobSpec
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated job bound to its storage: shards found, footers read, operators built (models not loaded)."""
+
+    spec: JobSpec
+    input_fs: fsspec.AbstractFileSystem
+    shards: list[Shard]
+    operators: list[Operator]
+    output_fs: fsspec.AbstractFileSystem
+    output_path: str
+
+    @property
+    def rows(self) -> int:
+        """Rows over all shards, from the footers."""
+        return sum(shard.rows for shard in self.shards)
+
+    def existing_output(self) -> list[str]:
+        """Parquet files already under the output prefix."""
+        if not self.output_fs.exists(self.output_path):
+            return []
+        return list_shards(self.output_fs, self.output_path)
+
+    def render(self) -> str:
+        """The plan as text: shards with rows and bytes, steps with columns, types and resources."""
+        spec = self.spec
+        lines = [f"job {spec.name}", f"input  {spec.input_uri}: {len(self.shards)} shard(s), {self.rows} rows"]
+        lines += [f"  {shard.path}  {shard.rows} rows  {shard.bytes} bytes" for shard in self.shards]
+        for index, (step, operator) in enumerate(zip(spec.steps, self.operators, strict=True)):
+            wants = operator.resources()
+            gpus = step.num_gpus if step.num_gpus is not None else f"{wants.num_gpus:g} if the cluster has GPUs"
+            cpus = step.num_cpus if step.num_cpus is not None else wants.num_cpus
+            lines.append(
+                f"step {index} {step.task}: {step.input} -> {step.output} [{_type_name(operator)}]\n"
+                f"  model {step.model}\n"
+                f"  batch_size {step.batch_size}, actors {step.concurrency[0]}..{step.concurrency[1]}, "
+                f"cpus {cpus:g} per actor, gpus {gpus}"
+            )
+        lines.append(f"errors -> {ERROR_COLUMN} [{ERROR_TYPE}]")
+        lines.append(f"output {spec.output_uri} (mode {spec.output_mode})")
+        return "\n".join(lines)
+
+
+def _type_name(operator: Operator) -> str:
+    try:
+        return str(operator.output_type())
+    except Exception as exc:  # noqa: BLE001 - the plan still shows everything else
+        return f"unknown until the model's config can be read: {exc}"
+
+
+def make_plan(spec: JobSpec) -> Plan:
+    """Find and check the input shards and build the operators; raises ``ShardError`` naming bad shards."""
+    input_fs, input_path = filesystem(spec.input_uri, spec.storage)
+    text_columns = [step.input for step in spec.steps if step.input in spec.source_columns()]
+    shards = inspect_shards(input_fs, input_path, spec.input_uri, spec.source_columns(), text_columns)
+    output_fs, output_path = filesystem(spec.output_uri, spec.storage)
+    return Plan(
+        spec=spec,
+        input_fs=input_fs,
+        shards=shards,
+        operators=[step.operator() for step in spec.steps],
+        output_fs=output_fs,
+        output_path=output_path,
+    )

@@ -1,0 +1,266 @@
+"""The job spec: a YAML file, loaded safely and validated, with errors that name the field.
+
+Example::
+
+    name: support-tickets
+    input:
+      uri: s3://lake/tickets/2026-11-21/
+      columns: [ticket_id, body]
+    output:
+      uri: s3://lake/tickets-annotated/2026-11-21/
+    steps:
+      - task: token-classification
+        model: dslim/bert-base-NER
+        input: body
+        output: entities
+      - task: feature-extraction
+        model: sentence-transformers/all-MiniLM-L6-v2
+        input: body
+        output: embedding
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from operators import ERROR_COLUMN, Operator, OperatorConfig, OptionError, UnknownTaskError, operator_class
+
+
+class SpecError(ValueError):
+    """The job spec is invalid; the message starts with the offending field."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StorageSpec:
+    """Object-storage settings; anything unset comes from the standard AWS variables and files."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    anon: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepSpec:
+    """One model over one column."""
+
+    task: str
+    model: str
+    input: str
+    output: str
+    options: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 64
+    num_gpus: float | None = None
+    num_cpus: float | None = None
+    concurrency: tuple[int, int] = (1, 1)
+    device: str = "auto"
+    dtype: str = "auto"
+    revision: str | None = None
+    trust_remote_code: bool = False
+    use_safetensors: bool = True
+
+    def operator(self) -> Operator:
+        """Build the (cheap, picklable) operator for this step; loads no model."""
+        config = OperatorConfig(
+            model=self.model,
+            input=self.input,
+            output=self.output,
+            options=self.options,
+            device=self.device,
+            dtype=self.dtype,
+            revision=self.revision,
+            trust_remote_code=self.trust_remote_code,
+            use_safetensors=self.use_safetensors,
+        )
+        return operator_class(self.task)(config)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobSpec:
+    """A whole job: where to read, which steps, where to write."""
+
+    name: str
+    input_uri: str
+    input_columns: tuple[str, ...] | None
+    output_uri: str
+    output_mode: str = "error_if_exists"
+    steps: tuple[StepSpec, ...]
+    storage: StorageSpec = field(default_factory=StorageSpec)
+
+    def source_columns(self) -> list[str]:
+        """Columns the input shards must hold: the selected ones and every step input no earlier step writes."""
+        needed = list(self.input_columns or [])
+        produced: set[str] = set()
+        for step in self.steps:
+            if step.input not in produced and step.input not in needed:
+                needed.append(step.input)
+            produced.add(step.output)
+        return needed
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_MODES = ("error_if_exists", "overwrite")
+_STEP_KEYS = {
+    "task", "model", "input", "output", "options", "batch_size", "num_gpus", "num_cpus", "concurrency",
+    "device", "dtype", "revision", "trust_remote_code", "use_safetensors",
+}  # fmt: skip
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise SpecError(f"{where}: expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _string(block: dict[str, Any], key: str, where: str, *, required: bool = True) -> str | None:
+    value = block.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise SpecError(f"{where}.{key}: required, a non-empty string" if required else f"{where}.{key}: a string")
+    return value.strip()
+
+
+def _only(block: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(block) - allowed)
+    if unknown:
+        raise SpecError(f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _number(value: Any, where: str, *, integer: bool = False, minimum: float = 0) -> Any:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value < minimum:
+        kind = "an integer" if integer else "a number"
+        raise SpecError(f"{where}: must be {kind} >= {minimum}, got {value!r}")
+    return value
+
+
+def _concurrency(value: Any, where: str) -> tuple[int, int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (_number(value, where, integer=True, minimum=1),) * 2
+    if isinstance(value, list) and len(value) == 2:
+        low, high = (_number(v, where, integer=True, minimum=1) for v in value)
+        if low > high:
+            raise SpecError(f"{where}: [min, max] with min <= max, got {value!r}")
+        return (low, high)
+    raise SpecError(f"{where}: an integer or a [min, max] pair, got {value!r}")
+
+
+def _model(value: str, base: Path) -> str:
+    """A local directory (absolute, ``./`` or ``../``, or existing beside the spec) or a Hub id as given."""
+    path = Path(value).expanduser()
+    if value.startswith(("/", "./", "../", "~")) or (base / path).is_dir():
+        return str(path if path.is_absolute() else (base / path).resolve())
+    return value
+
+
+def _step(raw: Any, index: int, base: Path) -> StepSpec:
+    where = f"steps[{index}]"
+    block = _mapping(raw, where)
+    _only(block, _STEP_KEYS, where)
+    values: dict[str, Any] = {key: _string(block, key, where) for key in ("task", "model", "input", "output")}
+    values["model"] = _model(values["model"], base)
+    options = block.get("options") or {}
+    values["options"] = _mapping(options, f"{where}.options")
+    if "batch_size" in block:
+        values["batch_size"] = _number(block["batch_size"], f"{where}.batch_size", integer=True, minimum=1)
+    for key in ("num_gpus", "num_cpus"):
+        if block.get(key) is not None:
+            values[key] = float(_number(block[key], f"{where}.{key}"))
+    if "concurrency" in block:
+        values["concurrency"] = _concurrency(block["concurrency"], f"{where}.concurrency")
+    for key in ("device", "dtype", "revision"):
+        if block.get(key) is not None:
+            values[key] = _string(block, key, where)
+    for key in ("trust_remote_code", "use_safetensors"):
+        if key in block:
+            if not isinstance(block[key], bool):
+                raise SpecError(f"{where}.{key}: must be true or false")
+            values[key] = block[key]
+    step = StepSpec(**values)
+    try:
+        step.operator()
+    except UnknownTaskError as exc:
+        raise SpecError(f"{where}.task: {exc}") from None
+    except OptionError as exc:
+        raise SpecError(f"{where}.options: {exc}") from None
+    return step
+
+
+def _check_columns(spec: JobSpec) -> None:
+    available = set(spec.input_columns) if spec.input_columns is not None else None
+    produced: set[str] = set()
+    for index, step in enumerate(spec.steps):
+        if step.output == ERROR_COLUMN:
+            raise SpecError(f"steps[{index}].output: '{ERROR_COLUMN}' is reserved for row errors")
+        if step.output in produced:
+            raise SpecError(f"steps[{index}].output: column '{step.output}' is written by an earlier step")
+        if available is not None and step.output in available:
+            raise SpecError(f"steps[{index}].output: column '{step.output}' is an input column")
+        if available is not None and step.input not in available | produced:
+            raise SpecError(
+                f"steps[{index}].input: column '{step.input}' is neither in input.columns nor an earlier output"
+            )
+        produced.add(step.output)
+
+
+def parse_spec(data: Any, *, base: Path | None = None) -> JobSpec:
+    """Validate a spec already loaded from YAML; ``base`` resolves relative model directories."""
+    base = base or Path.cwd()
+    root = _mapping(data, "job")
+    _only(root, {"name", "input", "output", "steps", "storage"}, "job")
+    name = _string(root, "name", "job")
+    if not _NAME.match(name or ""):
+        raise SpecError(f"name: letters, digits, '_', '.' and '-' only, got {name!r}")
+    source = _mapping(root.get("input"), "input")
+    _only(source, {"uri", "columns"}, "input")
+    columns = source.get("columns")
+    if columns is not None and (
+        not isinstance(columns, list) or not columns or not all(isinstance(c, str) and c for c in columns)
+    ):
+        raise SpecError("input.columns: a non-empty list of column names")
+    sink = _mapping(root.get("output"), "output")
+    _only(sink, {"uri", "mode"}, "output")
+    mode = sink.get("mode", "error_if_exists")
+    if mode not in _MODES:
+        raise SpecError(f"output.mode: one of {', '.join(_MODES)}, got {mode!r}")
+    steps = root.get("steps")
+    if not isinstance(steps, list) or not steps:
+        raise SpecError("steps: required, a non-empty list of steps")
+    storage = _mapping(root.get("storage") or {}, "storage")
+    _only(storage, {"endpoint_url", "region", "profile", "anon"}, "storage")
+    spec = JobSpec(
+        name=name or "",
+        input_uri=_string(source, "uri", "input") or "",
+        input_columns=tuple(columns) if columns else None,
+        output_uri=_string(sink, "uri", "output") or "",
+        output_mode=mode,
+        steps=tuple(_step(raw, index, base) for index, raw in enumerate(steps)),
+        storage=StorageSpec(
+            endpoint_url=_string(storage, "endpoint_url", "storage", required=False),
+            region=_string(storage, "region", "storage", required=False),
+            profile=_string(storage, "profile", "storage", required=False),
+            anon=bool(storage.get("anon", False)),
+        ),
+    )
+    _check_columns(spec)
+    return spec
+
+
+def load_spec(path: str | Path) -> JobSpec:
+    """Read and validate a job file (``yaml.safe_load``: no arbitrary objects)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the job file: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    return parse_spec(data, base=path.resolve().parent)

@@ -1,0 +1,16 @@
+"""Batch operators that annotate one column of an Arrow table with a Hugging Face model."""
+
+from operators.base import ERROR_COLUMN, ERROR_TYPE, Operator, OperatorConfig, OptionError, Resources
+from operators.registry import TASKS, UnknownTaskError, operator_class
+
+__all__ = [
+    "ERROR_COLUMN",
+    "ERROR_TYPE",
+    "TASKS",
+    "Operator",
+    "OperatorConfig",
+    "OptionError",
+    "Resources",
+    "UnknownTaskError",
+    "operator_class",
+]

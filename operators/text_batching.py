@@ -1,0 +1,78 @@
+"""Batched forward passes for text encoders: length-sorted micro-batches cut by a token budget.
+
+Texts are tokenised once without padding, sorted by length, cut into micro-batches whose padded size stays
+within a token budget, run under ``torch.inference_mode`` and put back in their original order. Padding waste is
+small and a long text never drags a whole batch to its length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from transformers import BatchEncoding, PreTrainedTokenizerBase
+
+TOKEN_BUDGET = 8192
+"""Padded tokens per micro-batch (rows x longest row)."""
+
+MAX_ROWS = 256
+
+_MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def length_sorted_chunks(
+    lengths: Sequence[int], *, token_budget: int = TOKEN_BUDGET, max_rows: int = MAX_ROWS
+) -> Iterator[list[int]]:
+    """Yield row indices in ascending length, cut so that ``rows x longest <= token_budget``."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    chunk: list[int] = []
+    for index in order:
+        longest = lengths[index]  # ascending order: the newest row is the longest
+        if chunk and ((len(chunk) + 1) * longest > token_budget or len(chunk) >= max_rows):
+            yield chunk
+            chunk = []
+        chunk.append(index)
+    if chunk:
+        yield chunk
+
+
+def forward_rows(
+    tokenizer: PreTrainedTokenizerBase,
+    encodings: BatchEncoding,
+    run: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    device: torch.device,
+    *,
+    trim: bool = False,
+) -> list[torch.Tensor]:
+    """Run ``run`` over unpadded ``encodings`` in length-sorted micro-batches; one float32 CPU tensor per row.
+
+    ``run`` receives padded model inputs on ``device`` and returns a tensor whose first dimension is the row.
+    With ``trim``, per-token outputs are cut back to each row's own tokens (padding removed).
+    """
+    keys = [key for key in _MODEL_KEYS if key in encodings]
+    lengths = [len(ids) for ids in encodings["input_ids"]]
+    results: list[torch.Tensor | None] = [None] * len(lengths)
+    left = tokenizer.padding_side == "left"
+    for chunk in length_sorted_chunks(lengths):
+        features = [{key: encodings[key][i] for key in keys} for i in chunk]
+        padded = tokenizer.pad(features, return_tensors="pt")
+        inputs = {key: padded[key].to(device, non_blocking=True) for key in keys}
+        with torch.inference_mode():
+            output = run(inputs).float().cpu()
+        for position, row in enumerate(chunk):
+            value = output[position]
+            if trim:
+                width = value.shape[0]
+                value = value[width - lengths[row] :] if left else value[: lengths[row]]
+            results[row] = value
+    return [value for value in results if value is not None]
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of token vectors over the attention mask, as sentence-transformers pools."""
+    hidden = hidden.float()  # a float16 sum over hundreds of tokens can overflow
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
