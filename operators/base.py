@@ -94,6 +94,11 @@ class Operator(ABC):
     def validate_options(self) -> None:  # noqa: B027 - optional hook
         """Check option values cheaply (no model); raise ``OptionError`` naming the option."""
 
+    def refuse(self, text: str) -> str | None:
+        """A reason to refuse ``text`` where ``pipeline()`` refuses it (the row gets an error), else None."""
+        del text
+        return None
+
     @abstractmethod
     def output_type(self) -> pa.DataType:
         """The Arrow type of the output column. May read the model's config, never its weights."""
@@ -128,7 +133,11 @@ class Operator(ABC):
         rows: list[int] = []
         for i, value in enumerate(values):
             if isinstance(value, str):
-                rows.append(i)
+                reason = self.refuse(value)
+                if reason is None:
+                    rows.append(i)
+                else:
+                    errors[i] = reason
             elif value is None:
                 errors[i] = f"input column '{name}' is null"
             else:

@@ -68,6 +68,9 @@ class ZeroShotClassification(Operator):
     def output_type(self) -> pa.DataType:
         return LABELS_SCORES
 
+    def refuse(self, text: str) -> str | None:
+        return "an empty text cannot be classified (pipeline() refuses it too)" if not text else None
+
     def resolved_method(self) -> str:
         """``nli`` when the model has an entailment label (or the step says so), else ``similarity``."""
         if self.options["method"] != "auto":

@@ -1,0 +1,145 @@
+"""The operator contract, without Ray: config apart from the model, nulls and bad rows recorded, Arrow types."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+
+import pyarrow as pa
+import pytest
+import torch
+
+from operators import ERROR_COLUMN, ERROR_TYPE, TASKS, OperatorConfig, OptionError, operator_class
+from operators.text_classification import TextClassification
+
+
+def make(task: str, model: str, **options: object):
+    return operator_class(task)(OperatorConfig(model=model, input="text", output="out", options=options))
+
+
+def test_operators_never_import_ray() -> None:
+    code = "import sys, operators, operators.registry; print('ray' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_construction_is_cheap_and_picklable(models: dict[str, str]) -> None:
+    operator = make("text-classification", models["classifier"])
+    assert not hasattr(operator, "model")
+    blob = pickle.dumps(operator)
+    assert len(blob) < 2_000
+    restored = pickle.loads(blob)
+    restored.setup()
+    assert restored(pa.table({"text": ["fine"]})).column("out")[0].as_py()["label"] in {
+        "negative",
+        "neutral",
+        "positive",
+    }
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_nulls_give_null_annotations_and_a_row_error(models: dict[str, str], task: str) -> None:
+    model = {"text-classification": "classifier", "token-classification": "ner"}.get(task, "encoder")
+    options = {"candidate_labels": ["a", "b"]} if task == "zero-shot-classification" else {}
+    operator = make(task, models[model], **options)
+    operator.setup()
+    batch = pa.table({"id": [1, 2, 3], "text": pa.array(["Paris is big.", None, "Berlin"], pa.string())})
+    out = operator(batch)
+    assert out.column_names == ["id", "text", "out", ERROR_COLUMN]
+    assert out.schema.field("out").type == operator.output_type()
+    assert out.schema.field(ERROR_COLUMN).type == ERROR_TYPE
+    values = out.column("out").to_pylist()
+    assert values[1] is None
+    assert values[0] is not None
+    assert values[2] is not None
+    assert out.column(ERROR_COLUMN).to_pylist() == [
+        [],
+        [{"step": "out", "message": "input column 'text' is null"}],
+        [],
+    ]
+    assert out.column("id").to_pylist() == [1, 2, 3]
+
+
+def test_errors_of_chained_steps_accumulate(models: dict[str, str]) -> None:
+    first = make("text-classification", models["classifier"])
+    second = OperatorConfig(model=models["encoder"], input="text", output="vec")
+    chained = operator_class("feature-extraction")(second)(first(pa.table({"text": pa.array([None, "x"])})))
+    assert [e["step"] for e in chained.column(ERROR_COLUMN)[0].as_py()] == ["out", "vec"]
+    assert chained.column(ERROR_COLUMN)[1].as_py() == []
+    assert chained.column_names[-1] == ERROR_COLUMN
+
+
+class Fragile(TextClassification):
+    """Fails on any batch holding the word 'boom', as a model might fail on one malformed row."""
+
+    def annotate(self, texts: list[str]) -> pa.Array:
+        if any("boom" in text for text in texts):
+            raise RuntimeError("the model choked")
+        return super().annotate(texts)
+
+
+def test_a_failing_row_is_isolated_and_recorded(models: dict[str, str]) -> None:
+    operator = Fragile(OperatorConfig(model=models["classifier"], input="text", output="out"))
+    out = operator(pa.table({"text": ["good", "boom", "bad"]}))
+    values = out.column("out").to_pylist()
+    assert values[1] is None
+    assert values[0] is not None
+    assert values[2] is not None
+    assert out.column(ERROR_COLUMN).to_pylist()[1] == [{"step": "out", "message": "RuntimeError: the model choked"}]
+
+
+def test_a_non_string_value_is_a_row_error(models: dict[str, str]) -> None:
+    operator = make("text-classification", models["classifier"])
+    out = operator(pa.table({"text": pa.array([b"bytes", b"more"])}))
+    assert out.column("out").to_pylist() == [None, None]
+    assert "holds bytes, not a string" in out.column(ERROR_COLUMN)[0].as_py()[0]["message"]
+
+
+def test_unknown_options_name_the_option_and_list_the_known_ones() -> None:
+    with pytest.raises(OptionError, match="unknown option\\(s\\) topk; known options: function_to_apply"):
+        make("text-classification", "org/model", topk=3)
+    with pytest.raises(OptionError, match="candidate_labels"):
+        make("zero-shot-classification", "org/model")
+    with pytest.raises(OptionError, match="aggregation_strategy"):
+        make("token-classification", "org/model", aggregation_strategy="none")
+
+
+def test_declared_resources_ask_for_a_gpu_and_output_types_are_arrow(models: dict[str, str]) -> None:
+    operator = make("feature-extraction", models["encoder"])
+    assert operator.resources().num_gpus == 1
+    assert operator.output_type() == pa.list_(pa.float32(), 32)
+    assert make("text-classification", "m").output_type() == pa.struct(
+        [("label", pa.string()), ("score", pa.float32())]
+    )
+
+
+def test_pickled_weights_are_refused_by_default(models: dict[str, str], tmp_path) -> None:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from operators.loading import ModelLoadError
+
+    legacy = tmp_path / "legacy"
+    model = AutoModelForSequenceClassification.from_pretrained(models["classifier"])
+    model.config.save_pretrained(legacy)
+    torch.save(model.state_dict(), legacy / "pytorch_model.bin")
+    AutoTokenizer.from_pretrained(models["classifier"]).save_pretrained(legacy)
+    assert AutoModelForSequenceClassification.from_pretrained(legacy, use_safetensors=False) is not None
+    with pytest.raises(ModelLoadError, match="only safetensors"):
+        make("text-classification", str(legacy)).setup()
+
+
+def test_a_missing_model_names_the_model(tmp_path) -> None:
+    from operators.loading import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match=str(tmp_path / "nowhere")):
+        make("text-classification", str(tmp_path / "nowhere")).setup()
+
+
+def test_an_empty_text_refused_by_the_pipeline_gets_a_row_error(models: dict[str, str]) -> None:
+    operator = make("zero-shot-classification", models["nli"], candidate_labels=["a", "b"])
+    out = operator(pa.table({"text": ["", "   ", "words"]}))
+    assert out.column("out").to_pylist()[0] is None
+    assert out.column("out").to_pylist()[1]["labels"] in (["a", "b"], ["b", "a"])
+    assert "empty text" in out.column(ERROR_COLUMN)[0].as_py()[0]["message"]
+    assert out.column(ERROR_COLUMN)[1].as_py() == []

@@ -1,0 +1,94 @@
+"""``lakelabel plan`` and the pre-flight checks: shards from footers, bad shards by path, no model loaded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from jobs.cli import main
+from jobs.plan import make_plan
+from jobs.shards import ShardError
+from jobs.spec import parse_spec
+from tests.conftest import write_parquet
+
+NEVER_LOADED = "example-org/model-that-does-not-exist"
+
+
+def spec_for(tmp_path: Path, **input_block: object):
+    return parse_spec(
+        {
+            "name": "p",
+            "input": {"uri": str(tmp_path / "in"), **input_block},
+            "output": {"uri": str(tmp_path / "out")},
+            "steps": [
+                {"task": "text-classification", "model": NEVER_LOADED, "input": "text", "output": "label"},
+                {"task": "zero-shot-classification", "model": NEVER_LOADED, "input": "text", "output": "topic",
+                 "options": {"candidate_labels": ["a", "b"]}, "num_gpus": 0},
+            ],
+        }
+    )
+
+
+def test_plan_lists_shards_rows_and_bytes_without_loading_models(tmp_path: Path) -> None:
+    first = write_parquet(tmp_path / "in" / "a.parquet", text=["x", "y", "z"])
+    second = write_parquet(tmp_path / "in" / "sub" / "b.parquet", text=["w"])
+    (tmp_path / "in" / "_SUCCESS").write_text("")
+    plan = make_plan(spec_for(tmp_path))
+    assert [(s.path, s.rows, s.bytes) for s in plan.shards] == [
+        (str(first), 3, first.stat().st_size),
+        (str(second), 1, second.stat().st_size),
+    ]
+    assert plan.rows == 4
+    text = plan.render()
+    assert f"{first}  3 rows  {first.stat().st_size} bytes" in text
+    assert "text -> label [struct<label: string, score: float>]" in text
+    assert "gpus 1 if the cluster has GPUs" in text
+    assert "gpus 0.0" in text
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_column_is_reported_by_path(tmp_path: Path) -> None:
+    write_parquet(tmp_path / "in" / "good.parquet", text=["x"])
+    bad = write_parquet(tmp_path / "in" / "bad.parquet", body=["x"])
+    with pytest.raises(ShardError, match=f"{bad}: column 'text' is missing \\(has: body\\)"):
+        make_plan(spec_for(tmp_path))
+
+
+def test_a_column_of_the_wrong_type_is_reported_by_path(tmp_path: Path) -> None:
+    bad = write_parquet(tmp_path / "in" / "numbers.parquet", text=[1, 2])
+    with pytest.raises(ShardError, match=f"{bad}: column 'text' is int64, not a string"):
+        make_plan(spec_for(tmp_path))
+
+
+def test_an_unreadable_shard_is_reported_by_path(tmp_path: Path) -> None:
+    write_parquet(tmp_path / "in" / "good.parquet", text=["x"])
+    bad = tmp_path / "in" / "broken.parquet"
+    bad.write_bytes(b"this is not parquet at all")
+    with pytest.raises(ShardError, match=f"{bad}: unreadable Parquet"):
+        make_plan(spec_for(tmp_path))
+
+
+def test_no_shards_names_the_uri(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    with pytest.raises(ShardError, match="input.uri: no Parquet shards"):
+        make_plan(spec_for(tmp_path))
+
+
+def test_plan_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_parquet(tmp_path / "in" / "a.parquet", text=["x"], other=[1])
+    job = tmp_path / "job.json.yaml"
+    job.write_text(json.dumps({
+        "name": "p", "input": {"uri": str(tmp_path / "in" / "*.parquet"), "columns": ["text"]},
+        "output": {"uri": str(tmp_path / "out")},
+        "steps": [{"task": "feature-extraction", "model": NEVER_LOADED, "input": "text", "output": "v"}],
+    }))
+    assert main(["plan", str(job)]) == 0
+    out = capsys.readouterr().out
+    assert "1 shard(s), 1 rows" in out
+    assert "unknown until the model's config can be read" in out
+    (tmp_path / "in" / "a.parquet").unlink()
+    write_parquet(tmp_path / "in" / "a.parquet", other=[1])
+    assert main(["plan", str(job)]) == 2
+    assert "column 'text' is missing" in capsys.readouterr().err
