@@ -96,7 +96,7 @@ def connect(min_cpus: int = 1) -> None:
         return
     cpus = max(os.cpu_count() or 1, min_cpus)
     log.info("starting a local Ray with %d CPU slot(s)", cpus)
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=True)
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=True, _node_ip_address="127.0.0.1")
 
 
 def _gpus(step_gpus: float | None, operator: Operator) -> float:
@@ -129,6 +129,7 @@ def run_job(spec: JobSpec) -> RunSummary:
         [shard.path for shard in plan.shards],
         filesystem=arrow_filesystem(plan.input_fs),
         columns=list(spec.input_columns) if spec.input_columns else None,
+        partitioning=None,  # output = the shards' own columns; hive path segments add none
     )
     for step, operator in zip(spec.steps, plan.operators, strict=True):
         low, high = step.concurrency
