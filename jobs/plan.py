@@ -44,7 +44,10 @@ class Plan:
     def render(self) -> str:
         """The plan as text: shards with rows and bytes, steps with columns, types and resources."""
         spec = self.spec
-        lines = [f"job {spec.name}", f"input  {spec.input_uri}: {len(self.shards)} shard(s), {self.rows} rows"]
+        lines = [
+            f"job {spec.name}",
+            f"input  {spec.input_uri}: {len(self.shards)} shard(s), {self.rows} rows",
+        ]
         lines += [f"  {shard.path}  {shard.rows} rows  {shard.bytes} bytes" for shard in self.shards]
         for index, (step, operator) in enumerate(zip(spec.steps, self.operators, strict=True)):
             wants = operator.resources()

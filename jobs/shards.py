@@ -46,9 +46,7 @@ def list_shards(fs: fsspec.AbstractFileSystem, path: str) -> list[str]:
     else:
         found = fs.find(path)
     return sorted(
-        item
-        for item in found
-        if item.endswith(".parquet") and not posixpath.basename(item).startswith(("_", "."))
+        item for item in found if item.endswith(".parquet") and not posixpath.basename(item).startswith(("_", "."))
     )
 
 

@@ -14,12 +14,15 @@ disappears and never stops the job.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import pyarrow as pa
+
+log = logging.getLogger("lakelabel")
 
 ERROR_COLUMN = "lakelabel_errors"
 """Per-row errors of every step: ``list<struct<step: string, message: string>>``, empty when the row is clean."""
@@ -82,8 +85,7 @@ class Operator(ABC):
         if unknown:
             known = ", ".join(sorted(self.defaults)) or "none"
             raise OptionError(
-                f"step '{config.output}' ({self.task}): unknown option(s) {', '.join(unknown)}; "
-                f"known options: {known}"
+                f"step '{config.output}' ({self.task}): unknown option(s) {', '.join(unknown)}; known options: {known}"
             )
         self.config = config
         self.options: dict[str, Any] = {**self.defaults, **config.options}
@@ -153,8 +155,14 @@ class Operator(ABC):
             return pa.nulls(0, self.output_type())
         try:
             return self.annotate(texts)
-        except Exception:  # noqa: BLE001 - fall back to isolating the failing rows
-            pass
+        except Exception as exc:  # noqa: BLE001 - fall back to isolating the failing rows
+            log.warning(
+                "step '%s': a batch of %d rows failed (%s: %s); retrying row by row",
+                self.config.output,
+                len(texts),
+                type(exc).__name__,
+                exc,
+            )
         parts = []
         for text, row in zip(texts, rows, strict=True):
             try:

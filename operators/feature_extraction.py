@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 from transformers import AutoModel
+from typing_extensions import override
 
 from operators.base import Operator, OperatorConfig, OptionError
 from operators.loading import load_config, load_model, load_tokenizer, read_model_json
@@ -72,10 +73,12 @@ class FeatureExtraction(Operator):
     task: ClassVar[str] = "feature-extraction"
     defaults: ClassVar[dict[str, Any]] = {"pooling": None, "normalize": None, "max_length": None}
 
+    @override
     def validate_options(self) -> None:
         if self.options["pooling"] not in {None, "mean", "cls"}:
             raise OptionError(f"step '{self.config.output}': option pooling must be mean or cls")
 
+    @override
     def output_type(self) -> pa.DataType:
         if not hasattr(self, "_dimension"):
             self._dimension = int(load_config(self.config).hidden_size)
@@ -92,10 +95,12 @@ class FeatureExtraction(Operator):
             "max_length": self.options["max_length"] or declared.get("max_length"),
         }
 
+    @override
     def load(self) -> None:
         self.encoder = SentenceEncoder(self.config, **self.resolved_options())
         self._dimension = int(self.encoder.model.config.hidden_size)
 
+    @override
     def annotate(self, texts: list[str]) -> pa.Array:
         vectors = self.encoder.encode(texts)
         return pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), self._dimension)

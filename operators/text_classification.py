@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 from transformers import AutoModelForSequenceClassification
+from typing_extensions import override
 
 from operators.base import Operator, OptionError
 from operators.loading import load_model, load_tokenizer
@@ -51,19 +52,20 @@ class TextClassification(Operator):
         "max_length": None,
     }
 
+    @override
     def validate_options(self) -> None:
         top_k = self.options["top_k"]
         if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
             raise OptionError(f"step '{self.config.output}': option top_k must be a positive integer or null")
         function = self.options["function_to_apply"]
         if function is not None and str(function).lower() not in {"softmax", "sigmoid", "none"}:
-            raise OptionError(
-                f"step '{self.config.output}': option function_to_apply must be softmax, sigmoid or none"
-            )
+            raise OptionError(f"step '{self.config.output}': option function_to_apply must be softmax, sigmoid or none")
 
+    @override
     def output_type(self) -> pa.DataType:
         return LABEL_SCORE if self.options["top_k"] == 1 else pa.list_(LABEL_SCORE)
 
+    @override
     def load(self) -> None:
         self.tokenizer = load_tokenizer(self.config)
         self.model, self.device = load_model(AutoModelForSequenceClassification, self.config)
@@ -72,10 +74,9 @@ class TextClassification(Operator):
         function = self.options["function_to_apply"]
         self.function = str(function).lower() if function is not None else default_function(model_config)
 
+    @override
     def annotate(self, texts: list[str]) -> pa.Array:
-        encodings = self.tokenizer(
-            texts, truncation=self.options["truncation"], max_length=self.options["max_length"]
-        )
+        encodings = self.tokenizer(texts, truncation=self.options["truncation"], max_length=self.options["max_length"])
         rows = forward_rows(self.tokenizer, encodings, lambda batch: self.model(**batch).logits, self.device)
         scores = _scores(torch.stack(rows).numpy(), self.function).astype(np.float32)
         labels = np.asarray(self.labels, dtype=object)

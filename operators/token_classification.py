@@ -15,6 +15,7 @@ import pyarrow as pa
 import torch
 from transformers import AutoModelForTokenClassification, pipeline
 from transformers.pipelines.token_classification import AggregationStrategy
+from typing_extensions import override
 
 from operators.base import Operator, OptionError
 from operators.loading import load_model, load_tokenizer
@@ -42,8 +43,13 @@ class TokenClassification(Operator):
     """
 
     task: ClassVar[str] = "token-classification"
-    defaults: ClassVar[dict[str, Any]] = {"aggregation_strategy": "simple", "ignore_labels": None, "stride": None}
+    defaults: ClassVar[dict[str, Any]] = {
+        "aggregation_strategy": "simple",
+        "ignore_labels": None,
+        "stride": None,
+    }
 
+    @override
     def validate_options(self) -> None:
         strategy = str(self.options["aggregation_strategy"]).lower()
         if strategy not in _STRATEGIES:
@@ -55,9 +61,11 @@ class TokenClassification(Operator):
         if stride is not None and (not isinstance(stride, int) or stride < 0):
             raise OptionError(f"step '{self.config.output}': option stride must be a non-negative integer")
 
+    @override
     def output_type(self) -> pa.DataType:
         return pa.list_(ENTITY)
 
+    @override
     def load(self) -> None:
         self.tokenizer = load_tokenizer(self.config)
         if not self.tokenizer.is_fast:
@@ -71,14 +79,13 @@ class TokenClassification(Operator):
         self.stride = self.window // 4 if stride is None else stride
         if self.stride >= self.window - self.tokenizer.num_special_tokens_to_add():
             raise OptionError(f"step '{self.config.output}': option stride must be below the window size")
-        self.pipeline = pipeline(
-            "token-classification", model=self.model, tokenizer=self.tokenizer, device=self.device
-        )
+        self.pipeline = pipeline("token-classification", model=self.model, tokenizer=self.tokenizer, device=self.device)
         self.postprocess_params = {
             "aggregation_strategy": AggregationStrategy[str(self.options["aggregation_strategy"]).upper()],
             "ignore_labels": self.options["ignore_labels"],
         }
 
+    @override
     def annotate(self, texts: list[str]) -> pa.Array:
         encodings = self.tokenizer(
             texts,

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 from transformers import AutoModelForSequenceClassification
+from typing_extensions import override
 
 from operators.base import Operator, OptionError
 from operators.feature_extraction import SentenceEncoder, sentence_transformers_defaults
@@ -50,6 +51,7 @@ class ZeroShotClassification(Operator):
         "method": "auto",
     }
 
+    @override
     def validate_options(self) -> None:
         labels = self.options["candidate_labels"]
         if isinstance(labels, str):
@@ -65,9 +67,11 @@ class ZeroShotClassification(Operator):
         if self.options["method"] not in {"auto", "nli", "similarity"}:
             raise OptionError(f"step '{self.config.output}': option method must be auto, nli or similarity")
 
+    @override
     def output_type(self) -> pa.DataType:
         return LABELS_SCORES
 
+    @override
     def refuse(self, text: str) -> str | None:
         return "an empty text cannot be classified (pipeline() refuses it too)" if not text else None
 
@@ -77,6 +81,7 @@ class ZeroShotClassification(Operator):
             return str(self.options["method"])
         return "nli" if entailment_id(load_config(self.config)) >= 0 else "similarity"
 
+    @override
     def load(self) -> None:
         self.method = self.resolved_method()
         self.hypotheses = [self.options["hypothesis_template"].format(label) for label in self.labels]
@@ -96,6 +101,7 @@ class ZeroShotClassification(Operator):
         )
         self.label_vectors = self.encoder.encode(self.hypotheses)
 
+    @override
     def annotate(self, texts: list[str]) -> pa.Array:
         scores = self._nli_scores(texts) if self.method == "nli" else self._similarity_scores(texts)
         order = np.argsort(-scores, axis=-1, kind="stable")

@@ -58,7 +58,13 @@ def three_steps(models: dict[str, str], minilm: str) -> list[dict]:
             "output": "sentiment",
             "batch_size": 16,
         },
-        {"task": "feature-extraction", "model": minilm, "input": "text", "output": "embedding", "concurrency": [1, 2]},
+        {
+            "task": "feature-extraction",
+            "model": minilm,
+            "input": "text",
+            "output": "embedding",
+            "concurrency": [1, 2],
+        },
     ]
 
 
@@ -73,7 +79,12 @@ def read_all(fs: s3fs.S3FileSystem, prefix: str) -> pa.Table:
 
 
 def test_three_step_job_from_s3_to_s3(
-    bucket: s3fs.S3FileSystem, s3_endpoint: str, models: dict[str, str], minilm: str, ray_local: None, tmp_path: Path
+    bucket: s3fs.S3FileSystem,
+    s3_endpoint: str,
+    models: dict[str, str],
+    minilm: str,
+    ray_local: None,
+    tmp_path: Path,
 ) -> None:
     spec = parse_spec(
         {
@@ -98,7 +109,16 @@ def test_three_step_job_from_s3_to_s3(
     assert out.num_rows == 100
     assert out.select(source.column_names).equals(source), "input columns must be preserved exactly"
     schema = out.schema
-    assert schema.names == ["id", "text", "meta", "score_in", "entities", "sentiment", "embedding", ERROR_COLUMN]
+    assert schema.names == [
+        "id",
+        "text",
+        "meta",
+        "score_in",
+        "entities",
+        "sentiment",
+        "embedding",
+        ERROR_COLUMN,
+    ]
     assert schema.field("sentiment").type == pa.struct([("label", pa.string()), ("score", pa.float32())])
     assert schema.field("embedding").type == pa.list_(pa.float32(), 384)
     assert schema.field("entities").type.value_type.names == ["entity_group", "score", "word", "start", "end"]
@@ -148,7 +168,7 @@ def test_a_second_run_refuses_to_mix_outputs_unless_overwrite(
     assert run_job(parse_spec(job)).rows_out == 25
     from jobs.runner import OutputExistsError
 
-    with pytest.raises(OutputExistsError, match="output.mode: overwrite"):
+    with pytest.raises(OutputExistsError, match=r"output\.mode: overwrite"):
         run_job(parse_spec(job))
     job["output"]["mode"] = "overwrite"
     assert run_job(parse_spec(job)).rows_out == 25
@@ -167,7 +187,14 @@ def test_cli_run_on_local_directories(tmp_path: Path, models: dict[str, str], ra
                 "name": "local",
                 "input": {"uri": str(tmp_path / "in")},
                 "output": {"uri": str(tmp_path / "out")},
-                "steps": [{"task": "text-classification", "model": models["classifier"], "input": "text", "output": "s"}],
+                "steps": [
+                    {
+                        "task": "text-classification",
+                        "model": models["classifier"],
+                        "input": "text",
+                        "output": "s",
+                    }
+                ],
             }
         )
     )

@@ -39,12 +39,18 @@ def assert_ranked(labels: list[str], scores: list[float], want_labels: list[str]
     np.testing.assert_allclose(scores, want_scores, atol=TOL)
     for position, (label, want) in enumerate(zip(labels, want_labels, strict=True)):
         if label != want:
-            assert abs(want_scores[position] - want_scores[want_labels.index(label)]) < TOL, (labels, want_labels)
+            assert abs(want_scores[position] - want_scores[want_labels.index(label)]) < TOL, (
+                labels,
+                want_labels,
+            )
 
 
 def assert_label_scores(got: list[dict], expected: list[dict]) -> None:
     assert_ranked(
-        [g["label"] for g in got], [g["score"] for g in got], [e["label"] for e in expected], [e["score"] for e in expected]
+        [g["label"] for g in got],
+        [g["score"] for g in got],
+        [e["label"] for e in expected],
+        [e["score"] for e in expected],
     )
 
 

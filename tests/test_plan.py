@@ -24,8 +24,14 @@ def spec_for(tmp_path: Path, **input_block: object):
             "output": {"uri": str(tmp_path / "out")},
             "steps": [
                 {"task": "text-classification", "model": NEVER_LOADED, "input": "text", "output": "label"},
-                {"task": "zero-shot-classification", "model": NEVER_LOADED, "input": "text", "output": "topic",
-                 "options": {"candidate_labels": ["a", "b"]}, "num_gpus": 0},
+                {
+                    "task": "zero-shot-classification",
+                    "model": NEVER_LOADED,
+                    "input": "text",
+                    "output": "topic",
+                    "options": {"candidate_labels": ["a", "b"]},
+                    "num_gpus": 0,
+                },
             ],
         }
     )
@@ -72,18 +78,23 @@ def test_an_unreadable_shard_is_reported_by_path(tmp_path: Path) -> None:
 
 def test_no_shards_names_the_uri(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
-    with pytest.raises(ShardError, match="input.uri: no Parquet shards"):
+    with pytest.raises(ShardError, match=r"input\.uri: no Parquet shards"):
         make_plan(spec_for(tmp_path))
 
 
 def test_plan_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_parquet(tmp_path / "in" / "a.parquet", text=["x"], other=[1])
     job = tmp_path / "job.json.yaml"
-    job.write_text(json.dumps({
-        "name": "p", "input": {"uri": str(tmp_path / "in" / "*.parquet"), "columns": ["text"]},
-        "output": {"uri": str(tmp_path / "out")},
-        "steps": [{"task": "feature-extraction", "model": NEVER_LOADED, "input": "text", "output": "v"}],
-    }))
+    job.write_text(
+        json.dumps(
+            {
+                "name": "p",
+                "input": {"uri": str(tmp_path / "in" / "*.parquet"), "columns": ["text"]},
+                "output": {"uri": str(tmp_path / "out")},
+                "steps": [{"task": "feature-extraction", "model": NEVER_LOADED, "input": "text", "output": "v"}],
+            }
+        )
+    )
     assert main(["plan", str(job)]) == 0
     out = capsys.readouterr().out
     assert "1 shard(s), 1 rows" in out

@@ -65,7 +65,12 @@ def test_invalid_specs_name_the_field(change: dict, field: str) -> None:
 def test_an_unknown_task_lists_the_known_ones() -> None:
     with pytest.raises(SpecError, match=r"steps\[0\]\.task: unknown task 'sentiment'") as raised:
         parse_spec(job(steps=[step(task="sentiment")]))
-    for task in ("feature-extraction", "text-classification", "token-classification", "zero-shot-classification"):
+    for task in (
+        "feature-extraction",
+        "text-classification",
+        "token-classification",
+        "zero-shot-classification",
+    ):
         assert task in str(raised.value)
 
 
@@ -111,7 +116,9 @@ def test_cli_exits_non_zero_naming_the_field(tmp_path: Path, capsys: pytest.Capt
 
 def test_cli_lists_known_tasks_for_an_unknown_task(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "job.yaml"
-    path.write_text("name: j\ninput: {uri: in}\noutput: {uri: out}\nsteps:\n  - {task: nope, model: m, input: t, output: o}\n")
+    path.write_text(
+        "name: j\ninput: {uri: in}\noutput: {uri: out}\nsteps:\n  - {task: nope, model: m, input: t, output: o}\n"
+    )
     assert main(["run", str(path)]) == 2
     err = capsys.readouterr().err
     assert "unknown task 'nope'" in err

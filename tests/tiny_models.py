@@ -147,9 +147,7 @@ def _save(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, path: Path
     return path
 
 
-def build_text_classifier(
-    path: Path, *, num_labels: int = 3, seed: int = 0, model_max_length: int = 32
-) -> Path:
+def build_text_classifier(path: Path, *, num_labels: int = 3, seed: int = 0, model_max_length: int = 32) -> Path:
     """Build a tiny sentiment-style ``BertForSequenceClassification`` in ``path``.
 
     With ``num_labels == 3`` the labels are negative/neutral/positive; otherwise ``LABEL_<i>``.
