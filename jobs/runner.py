@@ -14,6 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+if not os.environ.get("RAY_ADDRESS"):
+    # A Ray that lakelabel starts itself serves this machine only: bind it to loopback, not the host's address.
+    # Read by Ray at import time; a cluster (RAY_ADDRESS) is unaffected.
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 import ray
 from ray.data import ActorPoolStrategy
 
@@ -96,7 +102,7 @@ def connect(min_cpus: int = 1) -> None:
         return
     cpus = max(os.cpu_count() or 1, min_cpus)
     log.info("starting a local Ray with %d CPU slot(s)", cpus)
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=True, _node_ip_address="127.0.0.1")
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=True)
 
 
 def _gpus(step_gpus: float | None, operator: Operator) -> float:
