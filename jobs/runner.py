@@ -92,7 +92,11 @@ def _tally(batch: pa.Table, collector: Any) -> pa.Table:
 
 
 def connect(min_cpus: int = 1) -> None:
-    """Attach to ``RAY_ADDRESS`` when set (or to a Ray already initialised); else start a local Ray."""
+    """Attach to ``RAY_ADDRESS`` when set (or to a Ray already initialised); else start a local Ray.
+
+    Without ``RAY_ADDRESS`` a fresh local instance is started even if a cluster runs on this machine
+    (``RAY_ADDRESS=auto`` attaches to that one), so a stale cluster record never captures a job.
+    """
     if ray.is_initialized():
         return
     address = os.environ.get("RAY_ADDRESS")
@@ -102,7 +106,7 @@ def connect(min_cpus: int = 1) -> None:
         return
     cpus = max(os.cpu_count() or 1, min_cpus)
     log.info("starting a local Ray with %d CPU slot(s)", cpus)
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=True)
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=True)
 
 
 def _gpus(step_gpus: float | None, operator: Operator) -> float:

@@ -1,6 +1,6 @@
 """Tiny, seeded, offline Hugging Face models for tests.
 
-Every builder trains a small BERT-style WordPiece tokenizer, constructs a tiny
+Every builder learns a small BERT-style WordPiece tokenizer, constructs a tiny
 ``BertConfig`` model under ``torch.manual_seed(seed)`` and writes both with
 ``save_pretrained`` (``model.safetensors`` + ``tokenizer.json``), so the
 directory loads through ``AutoModelFor*.from_pretrained`` / ``AutoTokenizer``
@@ -184,7 +184,7 @@ def _save(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, path: Path
     """Write model (safetensors) and tokenizer into ``path`` and return it."""
     path.mkdir(parents=True, exist_ok=True)
     model.eval()
-    model.save_pretrained(path, safe_serialization=True)
+    model.save_pretrained(path)  # transformers 5 always writes model.safetensors
     tokenizer.save_pretrained(path)
     return path
 
@@ -195,8 +195,8 @@ def build_text_classifier(path: Path, *, num_labels: int = 3, seed: int = 0, mod
     With ``num_labels == 3`` the labels are negative/neutral/positive; otherwise ``LABEL_<i>``.
     """
     tokenizer = build_tokenizer(model_max_length=model_max_length)
-    labels = SENTIMENT_LABELS if num_labels == len(SENTIMENT_LABELS) else None
-    if labels is None:
+    labels = SENTIMENT_LABELS
+    if num_labels != len(SENTIMENT_LABELS):
         labels = tuple(f"LABEL_{i}" for i in range(num_labels))
     torch.manual_seed(seed)
     model = BertForSequenceClassification(_config(tokenizer, labels))
