@@ -202,3 +202,25 @@ def test_cli_run_on_local_directories(tmp_path: Path, models: dict[str, str], ra
     assert "3 rows in, 3 rows out, 0 row(s) with errors" in capsys.readouterr().out
     out = pq.read_table(tmp_path / "out").sort_by("id")
     assert out.column("id").to_pylist() == [1, 2, 3]
+
+
+def test_the_endpoint_comes_from_aws_endpoint_url(
+    bucket: s3fs.S3FileSystem, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jobs.plan import make_plan
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    spec = parse_spec(
+        {
+            "name": "env",
+            "input": {"uri": "s3://e2e/raw/"},
+            "output": {"uri": "s3://e2e/env-out/"},
+            "steps": [{"task": "text-classification", "model": "org/m", "input": "text", "output": "s"}],
+        }
+    )
+    plan = make_plan(spec)
+    assert [(shard.path.rsplit("/", 1)[-1], shard.rows) for shard in plan.shards] == [
+        ("part-0.parquet", 40),
+        ("part-1.parquet", 25),
+        ("part-2.parquet", 35),
+    ]
