@@ -74,8 +74,9 @@ def _type_name(operator: Operator) -> str:
 def make_plan(spec: JobSpec) -> Plan:
     """Find and check the input shards and build the operators; raises ``ShardError`` naming bad shards."""
     input_fs, input_path = filesystem(spec.input_uri, spec.storage)
-    text_columns = [step.input for step in spec.steps if step.input in spec.source_columns()]
-    shards = inspect_shards(input_fs, input_path, spec.input_uri, spec.source_columns(), text_columns)
+    columns = spec.source_columns()
+    text_columns = [step.input for step in spec.steps if step.input in columns]
+    shards = inspect_shards(input_fs, input_path, spec.input_uri, columns, text_columns)
     output_fs, output_path = filesystem(spec.output_uri, spec.storage)
     return Plan(
         spec=spec,

@@ -173,6 +173,12 @@ class Operator(ABC):
         return pa.concat_arrays(parts)
 
 
+def equal_lists(flat: pa.Array, width: int) -> pa.ListArray:
+    """Cut ``flat`` into consecutive lists of ``width`` values each (one list per row)."""
+    offsets = pa.array(range(0, len(flat) + 1, width), pa.int32())
+    return pa.ListArray.from_arrays(offsets, flat)
+
+
 def _scatter(values: pa.Array, rows: list[int], length: int, type_: pa.DataType) -> pa.Array:
     """Place ``values`` at ``rows`` of a column of ``length`` rows; every other row is null."""
     if len(rows) == length:

@@ -10,7 +10,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 from typing_extensions import override
 
-from operators.base import Operator, OptionError
+from operators.base import Operator, OptionError, equal_lists
 from operators.loading import load_model, load_tokenizer
 from operators.text_batching import forward_rows
 
@@ -96,5 +96,4 @@ class TextClassification(Operator):
             ],
             fields=list(LABEL_SCORE),
         )
-        offsets = pa.array(np.arange(0, len(texts) * keep + 1, keep, dtype=np.int32))
-        return pa.ListArray.from_arrays(offsets, flat, type=pa.list_(LABEL_SCORE))
+        return equal_lists(flat, keep)

@@ -19,7 +19,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 from typing_extensions import override
 
-from operators.base import Operator, OptionError
+from operators.base import Operator, OptionError, equal_lists
 from operators.feature_extraction import SentenceEncoder, sentence_transformers_defaults
 from operators.loading import load_config, load_model, load_tokenizer
 from operators.text_batching import forward_rows
@@ -107,11 +107,11 @@ class ZeroShotClassification(Operator):
         order = np.argsort(-scores, axis=-1, kind="stable")
         labels = np.asarray(self.labels, dtype=object)[order]
         ranked = np.take_along_axis(scores, order, axis=-1).astype(np.float32)
-        offsets = pa.array(np.arange(0, scores.size + 1, scores.shape[1], dtype=np.int32))
+        width = scores.shape[1]
         return pa.StructArray.from_arrays(
             [
-                pa.ListArray.from_arrays(offsets, pa.array(labels.ravel(), pa.string())),
-                pa.ListArray.from_arrays(offsets, pa.array(ranked.ravel(), pa.float32())),
+                equal_lists(pa.array(labels.ravel(), pa.string()), width),
+                equal_lists(pa.array(ranked.ravel(), pa.float32()), width),
             ],
             fields=list(LABELS_SCORES),
         )
