@@ -53,10 +53,17 @@ class Plan:
             wants = operator.resources()
             gpus = step.num_gpus if step.num_gpus is not None else f"{wants.num_gpus:g} if the cluster has GPUs"
             cpus = step.num_cpus if step.num_cpus is not None else wants.num_cpus
+            reads = ", ".join(operator.columns())
+            lines.append(f"step {index} {step.task}: {reads} -> {step.output} [{_type_name(operator)}]")
+            preparer = operator.preparer()
+            if preparer is not None:
+                lines.append(
+                    f"  stage prepare ({type(preparer).__name__}, decodes {operator.input_kind}): "
+                    f"actors 1..{step.concurrency[1]}, cpus {preparer.resources().num_cpus:g} per actor, gpus 0"
+                )
             lines.append(
-                f"step {index} {step.task}: {step.input} -> {step.output} [{_type_name(operator)}]\n"
-                f"  model {step.model}\n"
-                f"  batch_size {step.batch_size}, actors {step.concurrency[0]}..{step.concurrency[1]}, "
+                f"  stage model {step.model}\n"
+                f"    batch_size {step.batch_size}, actors {step.concurrency[0]}..{step.concurrency[1]}, "
                 f"cpus {cpus:g} per actor, gpus {gpus}"
             )
         lines.append(f"errors -> {ERROR_COLUMN} [{ERROR_TYPE}]")
@@ -75,14 +82,20 @@ def make_plan(spec: JobSpec) -> Plan:
     """Find and check the input shards and build the operators; raises ``ShardError`` naming bad shards."""
     input_fs, input_path = filesystem(spec.input_uri, spec.storage)
     columns = spec.source_columns()
-    text_columns = [step.input for step in spec.steps if step.input in columns]
-    shards = inspect_shards(input_fs, input_path, spec.input_uri, columns, text_columns)
+    operators = [step.operator() for step in spec.steps]
+    kinds = {
+        column: operator.input_kind if column == operator.config.input else "text"
+        for operator in reversed(operators)
+        for column in operator.columns()
+        if column in columns
+    }
+    shards = inspect_shards(input_fs, input_path, spec.input_uri, columns, kinds)
     output_fs, output_path = filesystem(spec.output_uri, spec.storage)
     return Plan(
         spec=spec,
         input_fs=input_fs,
         shards=shards,
-        operators=[step.operator() for step in spec.steps],
+        operators=operators,
         output_fs=output_fs,
         output_path=output_path,
     )

@@ -30,6 +30,7 @@ from operators import ERROR_COLUMN, Operator
 
 if TYPE_CHECKING:
     from jobs.spec import JobSpec
+    from operators.base import Preparer
 
 log = logging.getLogger("lakelabel")
 
@@ -86,6 +87,17 @@ class _StepWorker:
         return result
 
 
+class _PrepareWorker:
+    """A CPU-only Ray Data actor that decodes a step's media ahead of its model stage."""
+
+    def __init__(self, preparer: Preparer) -> None:
+        self.preparer = preparer
+        self.preparer.setup()
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return self.preparer(batch)
+
+
 def _tally(batch: pa.Table, collector: Any) -> pa.Table:
     ray.get(collector.add.remote(_OUT, batch.num_rows, _errors_from(batch, None), 0.0))
     return batch
@@ -133,7 +145,8 @@ def run_job(spec: JobSpec) -> RunSummary:
     started = time.perf_counter()
     plan = make_plan(spec)
     _prepare_output(plan)
-    connect(min_cpus=len(spec.steps) + 1)
+    stages = sum(1 + (operator.preparer() is not None) for operator in plan.operators)
+    connect(min_cpus=stages + 1)
     collector = _Collector.remote()
     dataset = ray.data.read_parquet(
         [shard.path for shard in plan.shards],
@@ -143,6 +156,17 @@ def run_job(spec: JobSpec) -> RunSummary:
     )
     for step, operator in zip(spec.steps, plan.operators, strict=True):
         low, high = step.concurrency
+        preparer = operator.preparer()
+        if preparer is not None:
+            dataset = dataset.map_batches(
+                _PrepareWorker,
+                fn_constructor_kwargs={"preparer": preparer},
+                batch_format="pyarrow",
+                batch_size=step.batch_size,
+                compute=ActorPoolStrategy(min_size=1, max_size=high),
+                num_cpus=preparer.resources().num_cpus,
+                num_gpus=0,
+            )
         dataset = dataset.map_batches(
             _StepWorker,
             fn_constructor_kwargs={"operator": operator, "collector": collector},

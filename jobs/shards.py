@@ -37,6 +37,22 @@ def _is_text(type_: pa.DataType) -> bool:
     return pa.types.is_string(type_) or pa.types.is_large_string(type_) or pa.types.is_null(type_)
 
 
+def _is_binary(type_: pa.DataType) -> bool:
+    return pa.types.is_binary(type_) or pa.types.is_large_binary(type_) or pa.types.is_null(type_)
+
+
+def _is_media(type_: pa.DataType) -> bool:
+    """Encoded bytes, or the ``struct<bytes, path>`` of ``datasets``' Image and Audio features."""
+    if pa.types.is_struct(type_):
+        index = type_.get_field_index("bytes")
+        return index >= 0 and _is_binary(type_.field(index).type)
+    return _is_binary(type_)
+
+
+_KIND_CHECKS = {"text": (_is_text, "a string"), "image": (_is_media, "encoded image bytes or struct<bytes, path>"),
+                "audio": (_is_media, "encoded audio bytes or struct<bytes, path>")}  # fmt: skip
+
+
 def list_shards(fs: fsspec.AbstractFileSystem, path: str) -> list[str]:
     """Parquet files under a directory or prefix, matching a glob, or the single file named; sorted."""
     if _GLOB & set(path):
@@ -58,9 +74,12 @@ def read_footer(fs: fsspec.AbstractFileSystem, path: str) -> Shard:
 
 
 def inspect_shards(
-    fs: fsspec.AbstractFileSystem, path: str, uri: str, columns: list[str], text_columns: list[str]
+    fs: fsspec.AbstractFileSystem, path: str, uri: str, columns: list[str], kinds: dict[str, str]
 ) -> list[Shard]:
-    """Read every footer; check ``columns`` exist and ``text_columns`` hold strings. One error lists every bad shard."""
+    """Read every footer; check ``columns`` exist and hold what ``kinds`` says. One error lists every bad shard.
+
+    ``kinds`` maps a column to ``text``, ``image`` or ``audio`` (strings, or encoded media).
+    """
     paths = list_shards(fs, path)
     if not paths:
         raise ShardError(f"input.uri: no Parquet shards (*.parquet) found at {uri}")
@@ -75,8 +94,11 @@ def inspect_shards(
         for column in columns:
             if column not in shard.schema.names:
                 problems.append(f"{shard_path}: column '{column}' is missing (has: {', '.join(shard.schema.names)})")
-            elif column in text_columns and not _is_text(shard.schema.field(column).type):
-                problems.append(f"{shard_path}: column '{column}' is {shard.schema.field(column).type}, not a string")
+            elif column in kinds:
+                accepts, wanted = _KIND_CHECKS[kinds[column]]
+                type_ = shard.schema.field(column).type
+                if not accepts(type_):
+                    problems.append(f"{shard_path}: column '{column}' is {type_}, not {wanted}")
         return shard
 
     with ThreadPoolExecutor(max_workers=16) as pool:

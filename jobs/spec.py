@@ -97,8 +97,10 @@ class JobSpec:
         needed = list(self.input_columns or [])
         produced: set[str] = set()
         for step in self.steps:
-            if step.input not in produced and step.input not in needed:
-                needed.append(step.input)
+            for column in step.operator().columns():
+                root = column if column in needed else column.split(".", 1)[0]
+                if root not in produced and root not in needed:
+                    needed.append(root)
             produced.add(step.output)
         return needed
 
@@ -202,10 +204,13 @@ def _check_columns(spec: JobSpec) -> None:
             raise SpecError(f"steps[{index}].output: column '{step.output}' is written by an earlier step")
         if available is not None and step.output in available:
             raise SpecError(f"steps[{index}].output: column '{step.output}' is an input column")
-        if available is not None and step.input not in available | produced:
-            raise SpecError(
-                f"steps[{index}].input: column '{step.input}' is neither in input.columns nor an earlier output"
-            )
+        for column in step.operator().columns():
+            known = available | produced if available is not None else produced
+            if available is not None and column not in known and column.split(".", 1)[0] not in known:
+                where = "input" if column == step.input else "options"
+                raise SpecError(
+                    f"steps[{index}].{where}: column '{column}' is neither in input.columns nor an earlier output"
+                )
         produced.add(step.output)
 
 

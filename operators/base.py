@@ -7,9 +7,14 @@ worker, where ``setup()`` loads the model once, and then called on Arrow batches
     op.setup()
     annotated = op(pa.table({"text": ["great!", None]}))
 
-A subclass writes three things: ``output_type()``, ``load()`` and ``annotate(texts)``. Everything else — null
+A subclass writes three things: ``output_type()``, ``load()`` and ``annotate(items)``. Everything else — null
 inputs, the per-row error column, isolating a row that makes the model fail — lives here, so that a bad row never
 disappears and never stops the job.
+
+Image and audio operators also return a ``Preparer`` from ``preparer()``: a CPU stage that decodes the media and
+runs the model's processor, so that a GPU worker only runs the model. The runner places it as its own stage ahead
+of the model; called directly, the operator runs it inline. Its per-row output travels between the two stages in
+an internal column (named by ``prepared_column``) and never reaches the output.
 """
 
 from __future__ import annotations
@@ -20,7 +25,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import pyarrow as pa
+from safetensors.numpy import load as load_arrays
+from safetensors.numpy import save as save_arrays
 
 log = logging.getLogger("lakelabel")
 
@@ -28,6 +36,12 @@ ERROR_COLUMN = "lakelabel_errors"
 """Per-row errors of every step: ``list<struct<step: string, message: string>>``, empty when the row is clean."""
 
 ERROR_TYPE = pa.list_(pa.struct([("step", pa.string()), ("message", pa.string())]))
+
+INPUT_KINDS = ("text", "image", "audio")
+"""What an operator's input column holds: strings, or encoded media (bytes, or ``struct<bytes, path>``)."""
+
+Prepared = dict[str, np.ndarray]
+"""One row after a ``Preparer``: named arrays (pixel values, a waveform, an original size, ...)."""
 
 
 class OptionError(ValueError):
@@ -49,7 +63,8 @@ class OperatorConfig:
 
     Attributes:
         model: a Hugging Face Hub id (``org/name``) or a local directory holding ``config.json``.
-        input: the column read; it must hold strings.
+        input: the column read: strings for text tasks, encoded media for image and audio tasks. ``a.b`` reads
+            field ``b`` of struct column ``a`` (for example ``transcript.text``).
         output: the column written.
         options: the task's keyword arguments, named as ``transformers.pipeline()`` names them.
         device: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
@@ -80,6 +95,9 @@ class Operator(ABC):
     uses_gpu: ClassVar[bool] = True
     """Whether the model benefits from a GPU; the runner asks for one only where the cluster has GPUs."""
 
+    input_kind: ClassVar[str] = "text"
+    """One of ``INPUT_KINDS``: what the input column must hold (checked in every shard's schema before a run)."""
+
     def __init__(self, config: OperatorConfig) -> None:
         unknown = sorted(set(config.options) - set(self.defaults))
         if unknown:
@@ -101,6 +119,34 @@ class Operator(ABC):
         del text
         return None
 
+    def columns(self) -> tuple[str, ...]:
+        """Every column this operator reads (the input, plus e.g. a question column)."""
+        return (self.config.input,)
+
+    def row_values(self, batch: pa.Table) -> list[Any]:
+        """One value per row, handed to ``check`` and then (if accepted) to ``annotate`` or the preparer."""
+        return column_values(batch, self.config.input)
+
+    def check(self, value: Any) -> str | None:
+        """A reason this row cannot be annotated (recorded as its error), else None. Default: by ``input_kind``."""
+        name = self.config.input
+        if value is None:
+            return f"input column '{name}' is null"
+        if self.input_kind == "text":
+            if not isinstance(value, str):
+                return f"input column '{name}' holds {type(value).__name__}, not a string"
+            return self.refuse(value)
+        if isinstance(value, dict):
+            has_media = value.get("bytes") is not None or bool(value.get("path"))
+            return None if has_media else f"input column '{name}' holds neither bytes nor a path"
+        if not isinstance(value, bytes):
+            return f"input column '{name}' holds {type(value).__name__}, not encoded {self.input_kind} bytes"
+        return None
+
+    def preparer(self) -> Preparer | None:
+        """The CPU stage that decodes this operator's input ahead of the model, or None (text tasks)."""
+        return None
+
     @abstractmethod
     def output_type(self) -> pa.DataType:
         """The Arrow type of the output column. May read the model's config, never its weights."""
@@ -110,8 +156,11 @@ class Operator(ABC):
         """Load the model and tokenizer onto the worker's device. Called once per worker."""
 
     @abstractmethod
-    def annotate(self, texts: list[str]) -> pa.Array:
-        """Annotate non-null texts; return an array of ``output_type()`` with one value per text."""
+    def annotate(self, texts: list[Any]) -> pa.Array:
+        """Annotate accepted rows; return an array of ``output_type()`` with one value per row.
+
+        Rows arrive as ``row_values`` made them (strings for text tasks) or, with a preparer, as its ``Prepared``.
+        """
 
     # -- the contract the runner uses ---------------------------------------------------------------------
     def resources(self) -> Resources:
@@ -127,29 +176,37 @@ class Operator(ABC):
     def __call__(self, batch: pa.Table) -> pa.Table:
         """Return ``batch`` with the output column added (or replaced) and the error column updated."""
         self.setup()
-        name = self.config.input
-        if name not in batch.column_names:
-            raise KeyError(f"step '{self.config.output}': input column '{name}' is not in the batch")
-        values = batch.column(name).to_pylist()
         errors: dict[int, str] = {}
-        rows: list[int] = []
-        for i, value in enumerate(values):
-            if isinstance(value, str):
-                reason = self.refuse(value)
+        preparer = self._preparer()
+        if preparer is None:
+            values = self.row_values(batch)
+            rows: list[int] = []
+            for i, value in enumerate(values):
+                reason = self.check(value)
                 if reason is None:
                     rows.append(i)
                 else:
                     errors[i] = reason
-            elif value is None:
-                errors[i] = f"input column '{name}' is null"
-            else:
-                errors[i] = f"input column '{name}' holds {type(value).__name__}, not a string"
-        annotated = self._annotate_isolating([values[i] for i in rows], rows, errors)
-        column = _scatter(annotated, rows, len(values), self.output_type())
+            items = [values[i] for i in rows]
+        else:
+            prepared = prepared_column(self.config.output)
+            if prepared not in batch.column_names:
+                batch = preparer(batch)  # run inline; the preparer records its own row errors
+            blobs = batch.column(prepared).to_pylist()
+            batch = batch.drop_columns([prepared])
+            rows = [i for i, blob in enumerate(blobs) if blob is not None]
+            items = [load_arrays(blobs[i]) for i in rows]
+        annotated = self._annotate_isolating(items, rows, errors)
+        column = _scatter(annotated, rows, batch.num_rows, self.output_type())
         batch = _set_column(batch, self.config.output, column)
         return _add_errors(batch, self.config.output, errors)
 
-    def _annotate_isolating(self, texts: list[str], rows: list[int], errors: dict[int, str]) -> pa.Array:
+    def _preparer(self) -> Preparer | None:
+        if not hasattr(self, "_inline_preparer"):
+            self._inline_preparer = self.preparer()
+        return self._inline_preparer
+
+    def _annotate_isolating(self, texts: list[Any], rows: list[int], errors: dict[int, str]) -> pa.Array:
         """Annotate the batch; if it fails, annotate row by row so only the failing rows get nulls."""
         if not texts:
             return pa.nulls(0, self.output_type())
@@ -171,6 +228,79 @@ class Operator(ABC):
                 errors[row] = f"{type(exc).__name__}: {exc}"
                 parts.append(pa.nulls(1, self.output_type()))
         return pa.concat_arrays(parts)
+
+
+class Preparer(ABC):
+    """A CPU stage ahead of a model: turns each row's input into ``Prepared`` arrays, once per row.
+
+    Built by ``Operator.preparer()`` (cheap, picklable); ``setup()`` loads what it needs (an image processor, a
+    feature extractor) once per worker. A row it cannot prepare (undecodable, empty or truncated media) gets a
+    null in the prepared column and a row error under the step's name; the model stage skips it.
+    """
+
+    def __init__(self, operator: Operator) -> None:
+        self.operator = operator
+        self._ready = False
+
+    @property
+    def config(self) -> OperatorConfig:
+        """The config of the operator this stage prepares for."""
+        return self.operator.config
+
+    def resources(self) -> Resources:
+        """One CPU per preparing worker, never a GPU."""
+        return Resources(num_cpus=1.0)
+
+    def load(self) -> None:  # noqa: B027 - optional hook
+        """Load the processor (never the model). Called once per worker."""
+
+    @abstractmethod
+    def prepare(self, value: Any) -> Prepared:
+        """Prepare one accepted row; raise (``MediaError`` or any exception) to give the row an error."""
+
+    def setup(self) -> None:
+        """Load once; later calls do nothing."""
+        if not self._ready:
+            self.load()
+            self._ready = True
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        """Return ``batch`` with the prepared column added and row errors recorded under the step's name."""
+        self.setup()
+        step = self.config.output
+        values = self.operator.row_values(batch)
+        errors: dict[int, str] = {}
+        blobs: list[bytes | None] = []
+        for i, value in enumerate(values):
+            reason = self.operator.check(value)
+            if reason is None:
+                try:
+                    blobs.append(save_arrays({k: np.ascontiguousarray(v) for k, v in self.prepare(value).items()}))
+                    continue
+                except Exception as exc:  # noqa: BLE001 - recorded on the row; the job goes on
+                    reason = f"{type(exc).__name__}: {exc}"
+            errors[i] = reason
+            blobs.append(None)
+        batch = _set_column(batch, prepared_column(step), pa.array(blobs, pa.large_binary()))
+        return _add_errors(batch, step, errors)
+
+
+def prepared_column(step: str) -> str:
+    """The internal column that carries a step's prepared rows from its CPU stage to its model stage."""
+    return f"__lakelabel_prepared__{step}"
+
+
+def column_values(batch: pa.Table, name: str) -> list[Any]:
+    """The values of column ``name``; ``a.b`` reads field ``b`` of struct column ``a`` (nested as deep as needed)."""
+    if name in batch.column_names:
+        return batch.column(name).to_pylist()
+    head, _, rest = name.partition(".")
+    if not rest or head not in batch.column_names:
+        raise KeyError(f"input column '{name}' is not in the batch (has: {', '.join(batch.column_names)})")
+    values = batch.column(head).to_pylist()
+    for part in rest.split("."):
+        values = [value.get(part) if isinstance(value, dict) else None for value in values]
+    return values
 
 
 def equal_lists(flat: pa.Array, width: int) -> pa.ListArray:

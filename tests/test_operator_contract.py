@@ -11,7 +11,10 @@ import pytest
 import torch
 
 from operators import ERROR_COLUMN, ERROR_TYPE, TASKS, OperatorConfig, OptionError, operator_class
+from operators.base import INPUT_KINDS
 from operators.text_classification import TextClassification
+
+TEXT_TASKS = ["feature-extraction", "text-classification", "token-classification", "zero-shot-classification"]
 
 
 def make(task: str, model: str, **options: object):
@@ -38,7 +41,7 @@ def test_construction_is_cheap_and_picklable(models: dict[str, str]) -> None:
     }
 
 
-@pytest.mark.parametrize("task", sorted(TASKS))
+@pytest.mark.parametrize("task", TEXT_TASKS)
 def test_nulls_give_null_annotations_and_a_row_error(models: dict[str, str], task: str) -> None:
     model = {"text-classification": "classifier", "token-classification": "ner"}.get(task, "encoder")
     options = {"candidate_labels": ["a", "b"]} if task == "zero-shot-classification" else {}
@@ -158,3 +161,10 @@ def test_only_the_runner_imports_ray() -> None:
         if pattern.search(path.read_text(encoding="utf-8"))
     )
     assert importers == ["jobs/runner.py"]
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_every_registered_task_has_its_operator(task: str) -> None:
+    cls = operator_class(task)
+    assert cls.task == task
+    assert cls.input_kind in INPUT_KINDS
