@@ -52,7 +52,7 @@ def ray_local(s3_endpoint: str):
     """One local Ray for the whole session (started after the S3 credentials are in the environment)."""
     import ray
 
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False)
     assert {node["NodeManagerAddress"] for node in ray.nodes()} == {"127.0.0.1"}
     yield
     ray.shutdown()

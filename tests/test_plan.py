@@ -103,3 +103,35 @@ def test_plan_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     write_parquet(tmp_path / "in" / "a.parquet", other=[1])
     assert main(["plan", str(job)]) == 2
     assert "column 'text' is missing" in capsys.readouterr().err
+
+
+def _image_spec(tmp_path: Path) -> object:
+    return parse_spec(
+        {
+            "name": "images",
+            "input": {"uri": str(tmp_path / "in")},
+            "output": {"uri": str(tmp_path / "out")},
+            "steps": [{"task": "image-classification", "model": NEVER_LOADED, "input": "image", "output": "labels"}],
+        }
+    )
+
+
+def test_media_columns_must_hold_bytes_or_a_bytes_path_struct(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    write_parquet(tmp_path / "in" / "raw.parquet", image=pa.array([b"\x89PNG"], pa.binary()))
+    write_parquet(
+        tmp_path / "in" / "datasets.parquet",
+        image=pa.array(
+            [{"bytes": b"\x89PNG", "path": "a.png"}], pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+        ),
+    )
+    plan = make_plan(_image_spec(tmp_path))
+    assert plan.rows == 2
+    text = plan.render()
+    assert "stage prepare" in text
+    assert "decodes image" in text
+    assert "gpus 0\n" in text
+    bad = write_parquet(tmp_path / "in" / "names.parquet", image=["cat.png"])
+    with pytest.raises(ShardError, match=f"{bad}: column 'image' is string, not encoded image bytes"):
+        make_plan(_image_spec(tmp_path))

@@ -123,3 +123,26 @@ def test_cli_lists_known_tasks_for_an_unknown_task(tmp_path: Path, capsys: pytes
     err = capsys.readouterr().err
     assert "unknown task 'nope'" in err
     assert "zero-shot-classification" in err
+
+
+def test_a_step_may_read_a_field_of_an_earlier_struct_output() -> None:
+    audio = {"task": "automatic-speech-recognition", "model": "m", "input": "clip", "output": "transcript"}
+    spec = parse_spec(
+        job(
+            input={"uri": "/in", "columns": ["id", "clip"]},
+            steps=[audio, step(input="transcript.text", output="vec")],
+        )
+    )
+    assert spec.source_columns() == ["id", "clip"]
+    with pytest.raises(SpecError, match=r"^steps\[1\]\.input: column 'speech\.text' is neither"):
+        parse_spec(
+            job(
+                input={"uri": "/in", "columns": ["id", "clip"]},
+                steps=[audio, step(input="speech.text", output="vec")],
+            )
+        )
+
+
+def test_a_struct_field_of_the_source_needs_only_its_column() -> None:
+    spec = parse_spec(job(input={"uri": "/in"}, steps=[step(input="meta.body")]))
+    assert spec.source_columns() == ["meta"]
