@@ -1,0 +1,130 @@
+"""``audio-classification``: ranked labels per recording, as ``pipeline("audio-classification")`` returns them.
+
+The CPU stage decodes each recording to mono float32 at the feature extractor's rate and runs the feature
+extractor on it, as the pipeline does per input. The model stage batches rows: inputs of one shape are stacked;
+raw waveforms of different lengths are zero-padded with an attention mask only where that leaves the model's
+output unchanged (Wav2Vec2-style models with ``feat_extract_norm="layer"``), otherwise only equal lengths share a
+forward pass. Scores are the pipeline's post-processing of the logits.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+import torch
+from typing_extensions import override
+
+from operators.audio_io import length_batches, load_audio, load_feature_extractor, pad_stack, pads_exactly
+from operators.base import Operator, OptionError, Prepared, Preparer, equal_lists
+from operators.loading import load_model
+
+LABEL_SCORE = pa.struct([("label", pa.string()), ("score", pa.float32())])
+FUNCTIONS = ("softmax", "sigmoid", "none")
+
+
+def default_function(model_config: Any) -> str:
+    """The audio pipeline's default post-processing: by ``problem_type`` only (not by ``num_labels``)."""
+    if model_config.problem_type == "regression":
+        return "none"
+    if model_config.problem_type == "multi_label_classification":
+        return "sigmoid"
+    return "softmax"
+
+
+class AudioClassification(Operator):
+    """Label each recording: ``list<struct<label: string, score: float32>>``, best first.
+
+    Options (as the pipeline names them): ``top_k`` (default 5, capped at the number of labels; ``null`` for all)
+    and ``function_to_apply`` (``softmax``, ``sigmoid`` or ``none``; default from the model's ``problem_type``).
+    """
+
+    task: ClassVar[str] = "audio-classification"
+    input_kind: ClassVar[str] = "audio"
+    defaults: ClassVar[dict[str, Any]] = {"top_k": 5, "function_to_apply": None}
+
+    @override
+    def validate_options(self) -> None:
+        top_k = self.options["top_k"]
+        if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
+            raise OptionError(f"step '{self.config.output}': option top_k must be a positive integer or null")
+        function = self.options["function_to_apply"]
+        if function is not None and function not in FUNCTIONS:
+            raise OptionError(
+                f"step '{self.config.output}': option function_to_apply must be one of {', '.join(FUNCTIONS)}"
+            )
+
+    @override
+    def output_type(self) -> pa.DataType:
+        return pa.list_(LABEL_SCORE)
+
+    @override
+    def preparer(self) -> Preparer | None:
+        return ClassificationPreparer(self)
+
+    @override
+    def load(self) -> None:
+        from transformers import AutoModelForAudioClassification  # noqa: PLC0415 - heavy
+
+        self.feature_extractor = load_feature_extractor(self.config)
+        self.model, self.device = load_model(AutoModelForAudioClassification, self.config)
+        model_config = self.model.config
+        self.labels = np.asarray([model_config.id2label[i] for i in range(model_config.num_labels)], dtype=object)
+        top_k = self.options["top_k"]
+        self.top_k = model_config.num_labels if top_k is None else min(top_k, model_config.num_labels)
+        self.function = self.options["function_to_apply"] or default_function(model_config)
+        self.main_input = self.feature_extractor.model_input_names[0]
+        self.pad = pads_exactly(model_config, self.feature_extractor)
+        self.padding_value = float(getattr(self.feature_extractor, "padding_value", 0.0))
+
+    @override
+    def annotate(self, texts: list[Prepared]) -> pa.Array:
+        inputs = [item[self.main_input] for item in texts]
+        pad = self.pad and all(array.ndim == 1 for array in inputs)
+        scores: list[torch.Tensor] = [torch.empty(0)] * len(texts)
+        for batch in length_batches([array.size for array in inputs], pad=pad):
+            if pad:
+                stacked, mask = pad_stack([inputs[i] for i in batch], self.padding_value)
+                arrays = {self.main_input: stacked, "attention_mask": mask}
+            else:
+                arrays = {key: np.stack([texts[i][key] for i in batch]) for key in texts[batch[0]]}
+            tensors = {
+                key: torch.from_numpy(array).to(
+                    self.device, dtype=self.model.dtype if array.dtype.kind == "f" else None
+                )
+                for key, array in arrays.items()
+            }
+            with torch.inference_mode():
+                logits = self.model(**tensors).logits.float().cpu()
+            for position, index in enumerate(batch):
+                scores[index] = logits[position]
+        probabilities = torch.stack(scores)
+        if self.function == "softmax":
+            probabilities = probabilities.softmax(-1)
+        elif self.function == "sigmoid":
+            probabilities = probabilities.sigmoid()
+        top, ids = probabilities.topk(self.top_k)
+        flat = pa.StructArray.from_arrays(
+            [
+                pa.array(self.labels[ids.numpy()].ravel(), pa.string()),
+                pa.array(top.numpy().astype(np.float32).ravel(), pa.float32()),
+            ],
+            fields=list(LABEL_SCORE),
+        )
+        return equal_lists(flat, self.top_k)
+
+
+class ClassificationPreparer(Preparer):
+    """Decodes a recording to the feature extractor's rate and runs the feature extractor on it (one row)."""
+
+    @override
+    def load(self) -> None:
+        self.feature_extractor = load_feature_extractor(self.config)
+        self.sampling_rate = int(self.feature_extractor.sampling_rate)
+
+    @override
+    def prepare(self, value: Any) -> Prepared:
+        waveform = load_audio(value, self.sampling_rate)
+        processed = self.feature_extractor(waveform, sampling_rate=self.sampling_rate, return_tensors="np")
+        return {key: np.asarray(array)[0] for key, array in processed.items()}
