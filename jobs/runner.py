@@ -103,6 +103,18 @@ def _tally(batch: pa.Table, collector: Any) -> pa.Table:
     return batch
 
 
+def required_cpus(plan: Plan) -> int:
+    """CPU slots the job needs to make progress: one per actor of every pool at its minimum, plus one for tasks."""
+    slots = 1
+    for step, operator in zip(plan.spec.steps, plan.operators, strict=True):
+        cpus = step.num_cpus if step.num_cpus is not None else operator.resources().num_cpus
+        slots += step.concurrency[0] * int(cpus)
+        preparer = operator.preparer()
+        if preparer is not None:
+            slots += int(preparer.resources().num_cpus)
+    return slots
+
+
 def connect(min_cpus: int = 1) -> None:
     """Attach to ``RAY_ADDRESS`` when set (or to a Ray already initialised); else start a local Ray.
 
@@ -145,8 +157,14 @@ def run_job(spec: JobSpec) -> RunSummary:
     started = time.perf_counter()
     plan = make_plan(spec)
     _prepare_output(plan)
-    stages = sum(1 + (operator.preparer() is not None) for operator in plan.operators)
-    connect(min_cpus=stages + 1)
+    connect(min_cpus=required_cpus(plan))
+    available = ray.cluster_resources().get("CPU", 0)
+    if available < required_cpus(plan):
+        log.warning(
+            "the Ray cluster has %g CPU slot(s); this job's actor pools and a read/write task need %d to make progress",
+            available,
+            required_cpus(plan),
+        )
     collector = _Collector.remote()
     dataset = ray.data.read_parquet(
         [shard.path for shard in plan.shards],
