@@ -20,14 +20,18 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jobs.spec import JobSpec, parse_spec
 from jobs.storage import filesystem
+
+if TYPE_CHECKING:
+    from jobs.summary import RunSummary
 
 DATA = Path(__file__).parent / "demo_data" / "texts.jsonl"
 SPEECH = Path(__file__).parent / "demo_data" / "speech"
@@ -214,8 +218,18 @@ def truncated_clip() -> tuple[str, bytes]:
     return ("truncated.flac", (SPEECH / first).read_bytes()[:1024])
 
 
-def run_demo(*, rows_to_show: int = 12) -> int:
-    """Run the whole demo; returns the process exit code."""
+@dataclass(frozen=True)
+class DemoRun:
+    """Both demo jobs' summaries and annotated rows (sorted by id)."""
+
+    texts: RunSummary
+    text_rows: pa.Table
+    speech: RunSummary
+    speech_rows: pa.Table
+
+
+def run_jobs() -> DemoRun:
+    """Start the loopback S3 endpoint, upload the sample shards and run both jobs on one local Ray."""
     from jobs.runner import connect, run_job  # noqa: PLC0415 - keeps Ray out of import time
 
     for key, value in {
@@ -234,15 +248,21 @@ def run_demo(*, rows_to_show: int = 12) -> int:
         write_speech_shard(speech, [truncated_clip()])
         speech_summary = run_job(speech)
         transcripts = read_output(speech)
-    print(summary.render())  # noqa: T201 - the demo's output is for the person who ran it
-    print(f"\nschema: {table.schema.names}")  # noqa: T201
-    for row in table.slice(0, rows_to_show).to_pylist():
-        print(_row_line(row))  # noqa: T201
-    null_rows = [row for row in table.to_pylist() if row["text"] is None]
-    for row in null_rows:
-        print(_row_line(row))  # noqa: T201
-    print("\n" + speech_summary.render())  # noqa: T201
-    print(f"\nschema: {transcripts.schema.names}")  # noqa: T201
-    for row in transcripts.to_pylist():
-        print(_speech_line(row))  # noqa: T201
+    return DemoRun(texts=summary, text_rows=table, speech=speech_summary, speech_rows=transcripts)
+
+
+def render(run: DemoRun, *, rows_to_show: int = 12) -> str:
+    """What the demo prints: each job's summary, its output schema and its rows."""
+    rows = run.text_rows.to_pylist()
+    lines = [run.texts.render(), f"\nschema: {run.text_rows.schema.names}"]
+    lines += [_row_line(row) for row in rows[:rows_to_show]]
+    lines += [_row_line(row) for row in rows[rows_to_show:] if row["text"] is None]
+    lines += ["\n" + run.speech.render(), f"\nschema: {run.speech_rows.schema.names}"]
+    lines += [_speech_line(row) for row in run.speech_rows.to_pylist()]
+    return "\n".join(lines)
+
+
+def run_demo(*, rows_to_show: int = 12) -> int:
+    """Run the whole demo and print what it did; returns the process exit code."""
+    print(render(run_jobs(), rows_to_show=rows_to_show))  # noqa: T201 - the demo's output is for its user
     return 0

@@ -1,9 +1,12 @@
-"""The demo job on the real MiniLM model: its zero-shot topics must plainly fit the sample texts."""
+"""The demo as ``lakelabel demo`` runs it, on the real models: topics must plainly fit the sample texts, Whisper
+tiny.en must transcribe the spoken clips, and the transcripts must get the topics of the sentences spoken."""
 
 from __future__ import annotations
 
-from jobs.demo import demo_spec, read_output, write_shards
-from jobs.runner import run_job
+import pytest
+
+from jobs.demo import DemoRun, render, run_jobs, speech_clips
+from tests.wer import wer
 
 FINANCE, FOOD, HEALTH = "business and finance", "food and cooking", "health and medicine"
 EXPECTED = {
@@ -57,12 +60,15 @@ EXPECTED = {
 }
 
 
-def test_demo_topics_fit_the_texts(s3_endpoint: str, minilm: str, ray_local: None) -> None:
-    spec = demo_spec(s3_endpoint, minilm)
-    write_shards(spec)
-    summary = run_job(spec)
+@pytest.fixture(scope="module")
+def demo(ray_local: None) -> DemoRun:
+    return run_jobs()
+
+
+def test_demo_topics_fit_the_texts(demo: DemoRun) -> None:
+    summary = demo.texts
     assert (summary.shards, summary.rows_in, summary.rows_out, summary.row_errors) == (3, 48, 48, 1)
-    rows = read_output(spec).to_pylist()
+    rows = demo.text_rows.to_pylist()
     assert [row["id"] for row in rows] == list(range(48))
     hits = 0
     for row in rows:
@@ -73,3 +79,40 @@ def test_demo_topics_fit_the_texts(s3_endpoint: str, minilm: str, ray_local: Non
         hits += row["topic"]["labels"][0] in expected
         assert len(row["embedding"]) == 384
     assert hits / len(EXPECTED) >= 0.9, f"{hits} of {len(EXPECTED)} texts got a fitting topic"
+
+
+def test_demo_transcribes_the_clips_and_gives_them_their_topics(demo: DemoRun) -> None:
+    clips = speech_clips()
+    summary = demo.speech
+    assert (summary.shards, summary.rows_in, summary.rows_out, summary.row_errors) == (1, 9, 9, 1)
+    assert [(step.name, step.rows, step.row_errors) for step in summary.steps] == [
+        ("transcript", 9, 1),
+        ("topic", 9, 1),
+        ("embedding", 9, 1),
+    ]
+    rows = demo.speech_rows.to_pylist()
+    assert [row["id"] for row in rows] == list(range(9))
+    spoken, (truncated,) = rows[: len(clips)], rows[len(clips) :]
+    assert [row["audio"]["path"] for row in spoken] == [clip["file"] for clip in clips]
+    assert all(row["lakelabel_errors"] == [] and len(row["embedding"]) == 384 for row in spoken)
+    texts = [row["transcript"]["text"] for row in spoken]
+    rate = wer([clip["sentence"] for clip in clips], texts)
+    assert rate <= 0.20, f"WER {rate:.3f}: {texts}"
+    topics = [row["topic"]["labels"][0] for row in spoken]
+    fitting = sum(topic == clip["topic"] for topic, clip in zip(topics, clips, strict=True))
+    assert fitting >= len(clips) - 2, f"{fitting} of {len(clips)} transcripts got their sentence's topic: {topics}"
+
+    assert truncated["audio"]["path"] == "truncated.flac"
+    assert (truncated["transcript"], truncated["topic"], truncated["embedding"]) == (None, None, None)
+    assert [error["step"] for error in truncated["lakelabel_errors"]] == ["transcript", "topic", "embedding"]
+
+
+def test_demo_prints_the_counts_transcripts_and_topics(demo: DemoRun) -> None:
+    text = render(demo)
+    assert "job demo-topics: 3 shard(s), 48 rows in, 48 rows out, 1 row(s) with errors" in text
+    assert "job demo-speech: 1 shard(s), 9 rows in, 9 rows out, 1 row(s) with errors" in text
+    for row in demo.speech_rows.to_pylist()[:-1]:
+        line = f"{row['audio']['path']:<12} {row['transcript']['text']!r}"
+        assert line in text
+        assert f"-> {row['topic']['labels'][0]} (" in text.split(line, 1)[1].split("\n", 2)[1]
+    assert "truncated.flac -> no transcript (transcript: " in text
