@@ -53,6 +53,20 @@ _KIND_CHECKS = {"text": (_is_text, "a string"), "image": (_is_media, "encoded im
                 "audio": (_is_media, "encoded audio bytes or struct<bytes, path>")}  # fmt: skip
 
 
+def _type_conflicts(shards: list[Shard], columns: list[str]) -> list[str]:
+    """Columns whose type differs between shards (e.g. raw bytes in one, ``struct<bytes, path>`` in another)."""
+    problems = []
+    for column in columns:
+        by_type: dict[str, list[str]] = {}
+        for shard in shards:
+            if column in shard.schema.names and not pa.types.is_null(type_ := shard.schema.field(column).type):
+                by_type.setdefault(str(type_), []).append(shard.path)
+        if len(by_type) > 1:
+            kinds = "; ".join(f"{type_} in {', '.join(paths)}" for type_, paths in sorted(by_type.items()))
+            problems.append(f"column '{column}' has different types across shards: {kinds}")
+    return problems
+
+
 def list_shards(fs: fsspec.AbstractFileSystem, path: str) -> list[str]:
     """Parquet files under a directory or prefix, matching a glob, or the single file named; sorted."""
     if _GLOB & set(path):
@@ -103,6 +117,7 @@ def inspect_shards(
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         shards = [shard for shard in pool.map(check, paths) if shard is not None]
+    problems += _type_conflicts(shards, columns)
     if problems:
         raise ShardError("bad input shards:\n  " + "\n  ".join(sorted(problems)))
     return shards

@@ -119,7 +119,9 @@ def _image_spec(tmp_path: Path) -> object:
 def test_media_columns_must_hold_bytes_or_a_bytes_path_struct(tmp_path: Path) -> None:
     import pyarrow as pa
 
-    write_parquet(tmp_path / "in" / "raw.parquet", image=pa.array([b"\x89PNG"], pa.binary()))
+    raw = write_parquet(tmp_path / "in" / "raw.parquet", image=pa.array([b"\x89PNG", None], pa.binary()))
+    assert make_plan(_image_spec(tmp_path)).rows == 2
+    raw.unlink()
     write_parquet(
         tmp_path / "in" / "datasets.parquet",
         image=pa.array(
@@ -127,11 +129,30 @@ def test_media_columns_must_hold_bytes_or_a_bytes_path_struct(tmp_path: Path) ->
         ),
     )
     plan = make_plan(_image_spec(tmp_path))
-    assert plan.rows == 2
+    assert plan.rows == 1
     text = plan.render()
     assert "stage prepare" in text
     assert "decodes image" in text
     assert "gpus 0\n" in text
+    (tmp_path / "in" / "datasets.parquet").unlink()
     bad = write_parquet(tmp_path / "in" / "names.parquet", image=["cat.png"])
     with pytest.raises(ShardError, match=f"{bad}: column 'image' is string, not encoded image bytes"):
         make_plan(_image_spec(tmp_path))
+
+
+def test_a_media_column_must_have_one_type_across_shards(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    raw = write_parquet(tmp_path / "in" / "raw.parquet", image=pa.array([b"\x89PNG"], pa.binary()))
+    nested = write_parquet(
+        tmp_path / "in" / "nested.parquet",
+        image=pa.array(
+            [{"bytes": b"\x89PNG", "path": "a.png"}], pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+        ),
+    )
+    with pytest.raises(ShardError) as raised:
+        make_plan(_image_spec(tmp_path))
+    message = str(raised.value)
+    assert "column 'image' has different types across shards" in message
+    assert f"binary in {raw}" in message
+    assert f"struct<bytes: binary, path: string> in {nested}" in message
