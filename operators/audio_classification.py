@@ -17,20 +17,9 @@ import torch
 from typing_extensions import override
 
 from operators.audio_io import length_batches, load_audio, load_feature_extractor, pad_stack, pads_exactly
-from operators.base import Operator, OptionError, Prepared, Preparer, equal_lists
+from operators.base import Operator, Prepared, Preparer
 from operators.loading import load_model
-
-LABEL_SCORE = pa.struct([("label", pa.string()), ("score", pa.float32())])
-FUNCTIONS = ("softmax", "sigmoid", "none")
-
-
-def default_function(model_config: Any) -> str:
-    """The audio pipeline's default post-processing: by ``problem_type`` only (not by ``num_labels``)."""
-    if model_config.problem_type == "regression":
-        return "none"
-    if model_config.problem_type == "multi_label_classification":
-        return "sigmoid"
-    return "softmax"
+from operators.ranking import LABEL_SCORE, Ranking, check_options
 
 
 class AudioClassification(Operator):
@@ -46,14 +35,7 @@ class AudioClassification(Operator):
 
     @override
     def validate_options(self) -> None:
-        top_k = self.options["top_k"]
-        if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
-            raise OptionError(f"step '{self.config.output}': option top_k must be a positive integer or null")
-        function = self.options["function_to_apply"]
-        if function is not None and function not in FUNCTIONS:
-            raise OptionError(
-                f"step '{self.config.output}': option function_to_apply must be one of {', '.join(FUNCTIONS)}"
-            )
+        check_options(self.options, self.config.output, any_case=False)
 
     @override
     def output_type(self) -> pa.DataType:
@@ -70,10 +52,7 @@ class AudioClassification(Operator):
         self.feature_extractor = load_feature_extractor(self.config)
         self.model, self.device = load_model(AutoModelForAudioClassification, self.config)
         model_config = self.model.config
-        self.labels = np.asarray([model_config.id2label[i] for i in range(model_config.num_labels)], dtype=object)
-        top_k = self.options["top_k"]
-        self.top_k = model_config.num_labels if top_k is None else min(top_k, model_config.num_labels)
-        self.function = self.options["function_to_apply"] or default_function(model_config)
+        self.ranking = Ranking.for_model(model_config, self.options, one_label_sigmoid=False)
         self.main_input = self.feature_extractor.model_input_names[0]
         self.pad = pads_exactly(model_config, self.feature_extractor)
         self.padding_value = float(getattr(self.feature_extractor, "padding_value", 0.0))
@@ -99,20 +78,7 @@ class AudioClassification(Operator):
                 logits = self.model(**tensors).logits.float().cpu()
             for position, index in enumerate(batch):
                 scores[index] = logits[position]
-        probabilities = torch.stack(scores)
-        if self.function == "softmax":
-            probabilities = probabilities.softmax(-1)
-        elif self.function == "sigmoid":
-            probabilities = probabilities.sigmoid()
-        top, ids = probabilities.topk(self.top_k)
-        flat = pa.StructArray.from_arrays(
-            [
-                pa.array(self.labels[ids.numpy()].ravel(), pa.string()),
-                pa.array(top.numpy().astype(np.float32).ravel(), pa.float32()),
-            ],
-            fields=list(LABEL_SCORE),
-        )
-        return equal_lists(flat, self.top_k)
+        return self.ranking.top(torch.stack(scores))
 
 
 class ClassificationPreparer(Preparer):
