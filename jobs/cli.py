@@ -7,7 +7,8 @@ import logging
 import sys
 
 from jobs.shards import ShardError
-from jobs.spec import SpecError, load_spec
+from jobs.spec import SpecError, StorageSpec, load_spec
+from jobs.state import OutputExistsError
 from operators.loading import ModelLoadError
 
 
@@ -18,8 +19,27 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("job", help="the job file (YAML)")
     plan = commands.add_parser("plan", help="validate a job and show its shards and steps; loads no model")
     plan.add_argument("job", help="the job file (YAML)")
+    status = commands.add_parser("status", help="shards done, pending and quarantined under an output prefix")
+    status.add_argument("output", help="the job's output.uri (s3://bucket/prefix or a local directory)")
+    status.add_argument("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL and the AWS config)")
     commands.add_parser("demo", help="run the embedded demo on a loopback S3 endpoint")
     return parser
+
+
+def _run(job: str) -> int:
+    from jobs.runner import JobFailedError, run_job  # noqa: PLC0415 - Ray only when running
+
+    spec = load_spec(job)
+    try:
+        summary = run_job(spec)
+    except JobFailedError as exc:
+        print(f"lakelabel: job {spec.name} failed: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    print(summary.render())  # noqa: T201
+    if not summary.ok:
+        print(f"lakelabel: {len(summary.quarantined)} shard(s) quarantined; see above", file=sys.stderr)  # noqa: T201
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,20 +53,18 @@ def main(argv: list[str] | None = None) -> int:
 
             print(make_plan(load_spec(args.job)).render())  # noqa: T201
             return 0
-        if args.command == "run":
-            from jobs.runner import OutputExistsError, run_job  # noqa: PLC0415 - Ray only when running
+        if args.command == "status":
+            from jobs.status import output_status  # noqa: PLC0415
 
-            spec = load_spec(args.job)
-            try:
-                summary = run_job(spec)
-            except OutputExistsError as exc:
-                raise SpecError(str(exc)) from None
-            print(summary.render())  # noqa: T201
-            return 0
+            text, complete = output_status(args.output, StorageSpec(endpoint_url=args.endpoint_url))
+            print(text)  # noqa: T201
+            return 0 if complete else 1
+        if args.command == "run":
+            return _run(args.job)
         from jobs.demo import run_demo  # noqa: PLC0415
 
         return run_demo()
-    except (SpecError, ShardError, ModelLoadError) as exc:
+    except (SpecError, ShardError, ModelLoadError, OutputExistsError) as exc:
         print(f"lakelabel: error: {exc}", file=sys.stderr)  # noqa: T201
         return 2
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from jobs.shards import Shard, inspect_shards, list_shards
+from jobs.layout import Layout
+from jobs.shards import Quarantined, Shard, ShardError, inspect_shards, refuse, shard_root
 from jobs.storage import filesystem
 from operators import ERROR_COLUMN, ERROR_TYPE, Operator
 
@@ -29,17 +30,18 @@ class Plan:
     operators: list[Operator]
     output_fs: fsspec.AbstractFileSystem
     output_path: str
+    layout: Layout
+    quarantined: list[Quarantined]
 
     @property
     def rows(self) -> int:
         """Rows over all shards, from the footers."""
         return sum(shard.rows for shard in self.shards)
 
-    def existing_output(self) -> list[str]:
-        """Parquet files already under the output prefix."""
-        if not self.output_fs.exists(self.output_path):
-            return []
-        return list_shards(self.output_fs, self.output_path)
+    def output_columns(self, shard: Shard) -> list[str]:
+        """A shard's output columns in order: its own (or the selected ones), each step's, the error column."""
+        own = list(self.spec.input_columns) if self.spec.input_columns else shard.schema.names
+        return [*own, *(step.output for step in self.spec.steps), ERROR_COLUMN]
 
     def render(self) -> str:
         """The plan as text: shards with rows and bytes, steps with columns, types and resources."""
@@ -49,6 +51,9 @@ class Plan:
             f"input  {spec.input_uri}: {len(self.shards)} shard(s), {self.rows} rows",
         ]
         lines += [f"  {shard.path}  {shard.rows} rows  {shard.bytes} bytes" for shard in self.shards]
+        if self.quarantined:
+            lines.append(f"quarantined: {len(self.quarantined)} shard(s) left out (on_error: record)")
+            lines += [f"  {item.path}: {item.reason}" for item in self.quarantined]
         for index, (step, operator) in enumerate(zip(spec.steps, self.operators, strict=True)):
             wants = operator.resources()
             gpus = step.num_gpus if step.num_gpus is not None else f"{wants.num_gpus:g} if the cluster has GPUs"
@@ -67,7 +72,7 @@ class Plan:
                 f"cpus {cpus:g} per actor, gpus {gpus}"
             )
         lines.append(f"errors -> {ERROR_COLUMN} [{ERROR_TYPE}]")
-        lines.append(f"output {spec.output_uri} (mode {spec.output_mode})")
+        lines.append(f"output {spec.output_uri} (mode {spec.output_mode}, on_error {spec.on_error})")
         return "\n".join(lines)
 
 
@@ -79,7 +84,10 @@ def _type_name(operator: Operator) -> str:
 
 
 def make_plan(spec: JobSpec) -> Plan:
-    """Find and check the input shards and build the operators; raises ``ShardError`` naming bad shards."""
+    """Find and check the input shards and build the operators.
+
+    Unusable shards are quarantined (``on_error: record``) or raise one ``ShardError`` naming each (``raise``).
+    """
     input_fs, input_path = filesystem(spec.input_uri, spec.storage)
     columns = spec.source_columns()
     operators = [step.operator() for step in spec.steps]
@@ -89,8 +97,16 @@ def make_plan(spec: JobSpec) -> Plan:
         for column in operator.columns()
         if column in columns
     }
-    shards = inspect_shards(input_fs, input_path, spec.input_uri, columns, kinds)
+    selected = list(spec.input_columns) if spec.input_columns else None
+    shards, quarantined = inspect_shards(input_fs, input_path, spec.input_uri, columns, kinds, selected=selected)
+    if spec.on_error == "raise":
+        refuse(quarantined)
     output_fs, output_path = filesystem(spec.output_uri, spec.storage)
+    root = shard_root(input_fs, input_path)
+    if type(output_fs) is type(input_fs) and f"{output_path}/".startswith(f"{root}/"):
+        raise ShardError(
+            f"output.uri: {spec.output_uri} lies inside the input {spec.input_uri}; its files would be read as input"
+        )
     return Plan(
         spec=spec,
         input_fs=input_fs,
@@ -98,4 +114,6 @@ def make_plan(spec: JobSpec) -> Plan:
         operators=operators,
         output_fs=output_fs,
         output_path=output_path,
+        layout=Layout(fs=output_fs, root=output_path, input_root=root),
+        quarantined=quarantined,
     )

@@ -1,13 +1,18 @@
 """The runner: the one module that knows Ray. It turns a job spec into a Ray Data streaming pipeline.
 
-read_parquet (local or S3 through fsspec) -> one actor-pool ``map_batches`` per step -> write_parquet.
-Each step's operator is shipped to its actors as a cheap config and loads its model once per actor. Ray Data's
-progress display stays on; the run ends with a ``RunSummary``.
+read (one Ray read task per pending shard, rows tagged with shard and row number) -> one actor-pool
+``map_batches`` per step (plus a CPU-only one ahead of it for media decoding) -> a staging stage writing pieces per
+shard. The driver follows the staged row ranges and, as each shard's rows are all in, commits it in a small Ray task
+(one atomic write of the shard's Parquet file, then its completion record). See ``jobs/commit.py`` and
+``jobs/state.py`` for the exactly-once and resume rules. Each step's operator is shipped to its actors as a cheap
+config and loads its model once per actor.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import os
 import time
 from typing import TYPE_CHECKING, Any
@@ -21,42 +26,85 @@ if not os.environ.get("RAY_ADDRESS"):
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import ray
-from ray.data import ActorPoolStrategy
+from ray.data import ActorPoolStrategy, Datasource, ReadTask
+from ray.data.block import BlockMetadata
+from typing_extensions import override
 
+from jobs.commit import (
+    CommitError,
+    Coverage,
+    RowErrorStopError,
+    ShardRecord,
+    commit_shard,
+    first_row_error,
+    read_shard,
+    stage,
+)
 from jobs.plan import Plan, make_plan
-from jobs.storage import arrow_filesystem
+from jobs.shards import ShardError
+from jobs.state import OutputExistsError, RunState, prepare, quarantine, write_manifest
 from jobs.summary import RunSummary, StepStats
 from operators import ERROR_COLUMN, Operator
 
 if TYPE_CHECKING:
+    import fsspec
+
+    from jobs.layout import Layout
+    from jobs.shards import Shard
     from jobs.spec import JobSpec
     from operators.base import Preparer
 
+__all__ = ["JobFailedError", "OutputExistsError", "connect", "required_cpus", "run_job"]
+
 log = logging.getLogger("lakelabel")
 
-_OUT = "__rows_out__"
+
+class JobFailedError(RuntimeError):
+    """The run stopped (``on_error: raise``, or a failure Ray could not retry); committed shards stay valid."""
 
 
-class OutputExistsError(RuntimeError):
-    """The output prefix already holds Parquet files and the job's mode forbids mixing."""
+_STOPS = (ShardError, RowErrorStopError, CommitError)
+
+
+def _reason(exc: BaseException) -> str:
+    """The message of the lakelabel error inside Ray's wrappers, else the outermost message."""
+    seen = exc
+    for _ in range(10):
+        if isinstance(seen, _STOPS):
+            return str(seen)
+        nested = getattr(seen, "cause", None) or seen.__cause__ or seen.__context__
+        if not isinstance(nested, BaseException):
+            break
+        seen = nested
+    return f"{type(exc).__name__}: {exc}"
+
+
+_STAGE_ROWS = 1024  # rows per staged piece (fewer at the end of a shard)
+_BLOCK_BYTES = 32 << 20  # target in-memory size of a read block
 
 
 @ray.remote(num_cpus=0)
 class _Collector:
-    """Counters sent by every worker, read once by the driver at the end."""
+    """Counters and node ids sent by every worker, and shards found unreadable while reading; read by the driver."""
 
     def __init__(self) -> None:
         self.stats: dict[str, list[float]] = {}
+        self.nodes: dict[str, set[str]] = {}
+        self.unreadable: dict[int, str] = {}
 
-    def add(self, name: str, rows: int, errors: int, seconds: float) -> None:
+    def add(self, name: str, rows: int, errors: int, seconds: float, node: str) -> None:
         row = self.stats.setdefault(name, [0, 0, 0.0, 0])
         row[0] += rows
         row[1] += errors
         row[2] += seconds
         row[3] += 1
+        self.nodes.setdefault(name, set()).add(node)
 
-    def snapshot(self) -> dict[str, list[float]]:
-        return self.stats
+    def unreadable_shard(self, index: int, reason: str) -> None:
+        self.unreadable.setdefault(index, reason)
+
+    def snapshot(self) -> tuple[dict[str, list[float]], dict[str, list[str]], dict[int, str]]:
+        return self.stats, {name: sorted(nodes) for name, nodes in self.nodes.items()}, self.unreadable
 
 
 def _errors_from(batch: pa.Table, step: str | None) -> int:
@@ -83,7 +131,8 @@ class _StepWorker:
         result = self.operator(batch)
         elapsed = time.perf_counter() - start
         name = self.operator.config.output
-        ray.get(self.collector.add.remote(name, batch.num_rows, _errors_from(result, name), elapsed))
+        node = ray.get_runtime_context().get_node_id()
+        ray.get(self.collector.add.remote(name, batch.num_rows, _errors_from(result, name), elapsed, node))
         return result
 
 
@@ -98,9 +147,53 @@ class _PrepareWorker:
         return self.preparer(batch)
 
 
-def _tally(batch: pa.Table, collector: Any) -> pa.Table:
-    ray.get(collector.add.remote(_OUT, batch.num_rows, _errors_from(batch, None), 0.0))
-    return batch
+def _read(
+    fs: fsspec.AbstractFileSystem, shard: Shard, index: int, columns: list[str] | None, collector: Any, *, strict: bool
+) -> Any:
+    """A read task's body: one shard's blocks; an unreadable shard raises (strict) or is reported and dropped."""
+    rows = max(64, min(8192, _BLOCK_BYTES * max(shard.rows, 1) // max(shard.bytes * 4, 1)))
+    try:
+        yield from read_shard(fs, shard.path, index, columns, rows)
+    except (OSError, pa.ArrowException) as exc:
+        if strict:
+            raise ShardError(f"{shard.path}: unreadable Parquet data: {exc}") from None
+        ray.get(collector.unreadable_shard.remote(index, f"unreadable Parquet data: {exc}"))
+
+
+class _ShardSource(Datasource):
+    """One read task per shard; rows carry the shard's index and their row number."""
+
+    def __init__(self, plan: Plan, shards: list[Shard], collector: Any) -> None:
+        super().__init__()
+        self.fs = plan.input_fs
+        self.shards = shards
+        self.columns = list(plan.spec.input_columns) if plan.spec.input_columns else None
+        self.collector = collector
+        self.strict = plan.spec.on_error == "raise"
+
+    @override
+    def estimate_inmemory_data_size(self) -> int:
+        return sum(shard.bytes for shard in self.shards) * 4
+
+    @override
+    def get_read_tasks(
+        self, parallelism: int, per_task_row_limit: int | None = None, data_context: Any = None
+    ) -> list[ReadTask]:
+        return [
+            ReadTask(
+                functools.partial(_read, self.fs, shard, index, self.columns, self.collector, strict=self.strict),
+                BlockMetadata(
+                    num_rows=shard.rows, size_bytes=shard.bytes * 4, exec_stats=None, input_files=(shard.path,)
+                ),
+            )
+            for index, shard in enumerate(self.shards)
+        ]
+
+
+def _stage(batch: pa.Table, layout: Layout, keys: list[str], paths: list[str], *, strict: bool) -> pa.Table:
+    if strict and (error := first_row_error(batch, paths)):
+        raise RowErrorStopError(f"on_error: raise: {error}")
+    return stage(batch, layout, keys)
 
 
 def required_cpus(plan: Plan) -> int:
@@ -108,7 +201,7 @@ def required_cpus(plan: Plan) -> int:
     slots = 1
     for step, operator in zip(plan.spec.steps, plan.operators, strict=True):
         cpus = step.num_cpus if step.num_cpus is not None else operator.resources().num_cpus
-        slots += step.concurrency[0] * int(cpus)
+        slots += step.concurrency[0] * math.ceil(cpus)
         preparer = operator.preparer()
         if preparer is not None:
             slots += int(preparer.resources().num_cpus)
@@ -140,38 +233,9 @@ def _gpus(step_gpus: float | None, operator: Operator) -> float:
     return operator.resources().num_gpus if has_gpus else 0.0
 
 
-def _prepare_output(plan: Plan) -> None:
-    existing = plan.existing_output()
-    if not existing:
-        return
-    if plan.spec.output_mode != "overwrite":
-        raise OutputExistsError(
-            f"output.uri: {plan.spec.output_uri} already holds {len(existing)} Parquet file(s); "
-            "set output.mode: overwrite to replace them"
-        )
-    plan.output_fs.rm(plan.output_path, recursive=True)
-
-
-def run_job(spec: JobSpec) -> RunSummary:
-    """Run ``spec`` to completion and return its summary. Input shards are checked before any model loads."""
-    started = time.perf_counter()
-    plan = make_plan(spec)
-    _prepare_output(plan)
-    connect(min_cpus=required_cpus(plan))
-    available = ray.cluster_resources().get("CPU", 0)
-    if available < required_cpus(plan):
-        log.warning(
-            "the Ray cluster has %g CPU slot(s); this job's actor pools and a read/write task need %d to make progress",
-            available,
-            required_cpus(plan),
-        )
-    collector = _Collector.remote()
-    dataset = ray.data.read_parquet(
-        [shard.path for shard in plan.shards],
-        filesystem=arrow_filesystem(plan.input_fs),
-        columns=list(spec.input_columns) if spec.input_columns else None,
-        partitioning=None,  # output = the shards' own columns; hive path segments add none
-    )
+def _pipeline(plan: Plan, shards: list[Shard], collector: Any) -> ray.data.Dataset:
+    spec = plan.spec
+    dataset = ray.data.read_datasource(_ShardSource(plan, shards, collector))
     for step, operator in zip(spec.steps, plan.operators, strict=True):
         low, high = step.concurrency
         preparer = operator.preparer()
@@ -194,19 +258,78 @@ def run_job(spec: JobSpec) -> RunSummary:
             num_cpus=step.num_cpus if step.num_cpus is not None else operator.resources().num_cpus,
             num_gpus=_gpus(step.num_gpus, operator),
         )
-    dataset = dataset.map_batches(_tally, fn_kwargs={"collector": collector}, batch_format="pyarrow")
-    dataset.write_parquet(plan.output_path, filesystem=arrow_filesystem(plan.output_fs))
-    stats = ray.get(collector.snapshot.remote())
-    summary = RunSummary(
-        job=spec.name,
-        output_uri=spec.output_uri,
-        shards=len(plan.shards),
-        rows_in=plan.rows,
-        rows_out=int(stats.get(_OUT, [0])[0]),
-        row_errors=int(stats.get(_OUT, [0, 0])[1]),
-        wall_seconds=time.perf_counter() - started,
+    layout = plan.layout
+    return dataset.map_batches(
+        _stage,
+        fn_kwargs={
+            "layout": layout,
+            "keys": [layout.key(shard.path) for shard in shards],
+            "paths": [shard.path for shard in shards],
+            "strict": spec.on_error == "raise",
+        },
+        batch_format="pyarrow",
+        batch_size=_STAGE_ROWS,
     )
-    for step in spec.steps:
+
+
+_commit = ray.remote(num_cpus=0, max_retries=3)(commit_shard)
+
+
+def _process(plan: Plan, state: RunState, summary: RunSummary) -> list[ShardRecord]:
+    """Stream the pending shards through the steps, committing each shard as its rows come back."""
+    layout = plan.layout
+    shards = state.pending
+    collector = _Collector.remote()
+    records = [
+        ShardRecord(
+            key=layout.key(shard.path),
+            input=shard.path,
+            input_bytes=shard.bytes,
+            spec_hash=state.spec_hash,
+            run_id=state.run_id,
+            rows_in=shard.rows,
+        )
+        for shard in shards
+    ]
+    coverage = Coverage({index: shard.rows for index, shard in enumerate(shards)})
+    columns = [plan.output_columns(shard) for shard in shards]
+    commits: dict[Any, int] = {}
+
+    def start(index: int) -> None:
+        records[index].first_row_at = coverage.first_seen.get(index)
+        commits[_commit.remote(layout, records[index], columns[index])] = index
+
+    def collect(*, wait: bool) -> None:
+        done, _ = ray.wait(list(commits), num_returns=len(commits), timeout=None if wait else 0)
+        for ref in done:
+            index = commits.pop(ref)
+            records[index] = ray.get(ref)
+            finished = sum(1 for r in records if r.committed_at)
+            log.info("shard %s committed: %d rows, %d row error(s) (%d/%d)", records[index].key,
+                     records[index].rows_out, records[index].row_errors, finished, len(shards))  # fmt: skip
+
+    for index, shard in enumerate(shards):
+        if shard.rows == 0:
+            start(index)
+    try:
+        for staged in _pipeline(plan, shards, collector).iter_batches(batch_format="pyarrow", batch_size=None):
+            for index in coverage.add(staged):
+                start(index)
+            collect(wait=False)
+        if commits:
+            collect(wait=True)
+    except Exception as exc:
+        raise JobFailedError(_reason(exc)) from exc
+    stats, nodes, unreadable = ray.get(collector.snapshot.remote())
+    for index, reason in unreadable.items():
+        quarantine(layout, shards[index].path, reason)
+        summary.quarantined.append((shards[index].path, reason))
+    for index, shard in enumerate(shards):
+        if not records[index].committed_at and index not in unreadable:
+            reason = f"{coverage.staged_rows(index)} of {shard.rows} row(s) came back from the pipeline"
+            quarantine(layout, shard.path, reason)
+            summary.quarantined.append((shard.path, reason))
+    for step in plan.spec.steps:
         rows, errors, seconds, batches = stats.get(step.output, [0, 0, 0.0, 0])
         summary.steps.append(
             StepStats(
@@ -216,6 +339,45 @@ def run_job(spec: JobSpec) -> RunSummary:
                 row_errors=int(errors),
                 busy_seconds=float(seconds),
                 batches=int(batches),
+                nodes=nodes.get(step.output, []),
             )
         )
+    return [record for record in records if record.committed_at]
+
+
+def run_job(spec: JobSpec) -> RunSummary:
+    """Run ``spec`` to completion and return its summary. Input shards are checked before any model loads.
+
+    Shards already done by an earlier run of the same spec are skipped (``output.mode: resume``); the manifest
+    ``_SUCCESS`` is written when every shard is committed or quarantined.
+    """
+    started = time.perf_counter()
+    plan = make_plan(spec)
+    state = prepare(plan)
+    summary = RunSummary(
+        job=spec.name,
+        output_uri=spec.output_uri,
+        shards=len(plan.shards) + len(plan.quarantined),
+        rows_in=sum(shard.rows for shard in state.pending),
+        shards_skipped=len(state.done),
+        quarantined=[(item.path, item.reason) for item in plan.quarantined],
+    )
+    if state.done:
+        log.info("%d shard(s) already done by an earlier run of this spec; %d to process",
+                 len(state.done), len(state.pending))  # fmt: skip
+    if state.pending:
+        connect(min_cpus=required_cpus(plan))
+        available = ray.cluster_resources().get("CPU", 0)
+        if available < required_cpus(plan):
+            log.warning(
+                "the Ray cluster has %g CPU slot(s); this job's actor pools and read/write tasks need %d",
+                available,
+                required_cpus(plan),
+            )
+        records = _process(plan, state, summary)
+        summary.shards_processed = len(records)
+        summary.rows_out = sum(record.rows_out for record in records)
+        summary.row_errors = sum(record.row_errors for record in records)
+    summary.wall_seconds = time.perf_counter() - started
+    write_manifest(plan, state, summary)
     return summary

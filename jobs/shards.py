@@ -53,17 +53,25 @@ _KIND_CHECKS = {"text": (_is_text, "a string"), "image": (_is_media, "encoded im
                 "audio": (_is_media, "encoded audio bytes or struct<bytes, path>")}  # fmt: skip
 
 
-def _type_conflicts(shards: list[Shard], columns: list[str]) -> list[str]:
-    """Columns whose type differs between shards (e.g. raw bytes in one, ``struct<bytes, path>`` in another)."""
-    problems = []
+def _type_conflicts(shards: list[Shard], columns: list[str]) -> dict[str, str]:
+    """Shards whose column type differs from the other shards' (e.g. raw bytes here, ``struct<bytes, path>`` there).
+
+    The type most shards hold is the column's type (on a tie, the first shard's); each other shard gets a reason.
+    """
+    order = {shard.path: index for index, shard in enumerate(shards)}
+    problems: dict[str, str] = {}
     for column in columns:
         by_type: dict[str, list[str]] = {}
         for shard in shards:
             if column in shard.schema.names and not pa.types.is_null(type_ := shard.schema.field(column).type):
                 by_type.setdefault(str(type_), []).append(shard.path)
-        if len(by_type) > 1:
-            kinds = "; ".join(f"{type_} in {', '.join(paths)}" for type_, paths in sorted(by_type.items()))
-            problems.append(f"column '{column}' has different types across shards: {kinds}")
+        if len(by_type) < 2:
+            continue
+        kinds = "; ".join(f"{type_} in {', '.join(paths)}" for type_, paths in sorted(by_type.items()))
+        common = max(by_type, key=lambda type_: (len(by_type[type_]), -order[by_type[type_][0]]))
+        for type_, paths in by_type.items():
+            for path in paths if type_ != common else ():
+                problems.setdefault(path, f"column '{column}' has different types across shards: {kinds}")
     return problems
 
 
@@ -80,6 +88,16 @@ def list_shards(fs: fsspec.AbstractFileSystem, path: str) -> list[str]:
     )
 
 
+def shard_root(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """The directory shard paths are taken relative to: the prefix, a glob's fixed part, or a file's directory."""
+    if _GLOB & set(path):
+        fixed = path[: min(path.index(char) for char in _GLOB if char in path)]
+        return fixed.rsplit("/", 1)[0] if "/" in fixed else ""
+    if fs.isfile(path):
+        return posixpath.dirname(path)
+    return path.rstrip("/")
+
+
 def read_footer(fs: fsspec.AbstractFileSystem, path: str) -> Shard:
     """Rows, size and schema of one shard from its footer."""
     with fs.open(path, "rb") as handle:
@@ -87,37 +105,63 @@ def read_footer(fs: fsspec.AbstractFileSystem, path: str) -> Shard:
         return Shard(path=path, rows=metadata.num_rows, bytes=fs.size(path), schema=metadata.schema.to_arrow_schema())
 
 
-def inspect_shards(
-    fs: fsspec.AbstractFileSystem, path: str, uri: str, columns: list[str], kinds: dict[str, str]
-) -> list[Shard]:
-    """Read every footer; check ``columns`` exist and hold what ``kinds`` says. One error lists every bad shard.
+@dataclass(frozen=True)
+class Quarantined:
+    """A shard left out of the run, with the reason."""
 
-    ``kinds`` maps a column to ``text``, ``image`` or ``audio`` (strings, or encoded media).
+    path: str
+    reason: str
+
+
+def inspect_shards(
+    fs: fsspec.AbstractFileSystem,
+    path: str,
+    uri: str,
+    columns: list[str],
+    kinds: dict[str, str],
+    *,
+    selected: list[str] | None = None,
+) -> tuple[list[Shard], list[Quarantined]]:
+    """Read every footer; check ``columns`` exist and hold what ``kinds`` says.
+
+    Every column read (``selected``, or all of them when None) must have one type across the shards.
+
+    ``kinds`` maps a column to ``text``, ``image`` or ``audio`` (strings, or encoded media). Returns the usable
+    shards and the unusable ones with their reasons (unreadable footer, missing column, wrong type, a type that
+    differs from the other shards'), both sorted by path.
     """
     paths = list_shards(fs, path)
     if not paths:
         raise ShardError(f"input.uri: no Parquet shards (*.parquet) found at {uri}")
-    problems: list[str] = []
+    problems: dict[str, str] = {}
 
     def check(shard_path: str) -> Shard | None:
         try:
             shard = read_footer(fs, shard_path)
         except (OSError, pa.ArrowException) as exc:
-            problems.append(f"{shard_path}: unreadable Parquet: {exc}")
+            problems[shard_path] = f"unreadable Parquet: {exc}"
             return None
         for column in columns:
             if column not in shard.schema.names:
-                problems.append(f"{shard_path}: column '{column}' is missing (has: {', '.join(shard.schema.names)})")
-            elif column in kinds:
+                problems[shard_path] = f"column '{column}' is missing (has: {', '.join(shard.schema.names)})"
+                return None
+            if column in kinds:
                 accepts, wanted = _KIND_CHECKS[kinds[column]]
                 type_ = shard.schema.field(column).type
                 if not accepts(type_):
-                    problems.append(f"{shard_path}: column '{column}' is {type_}, not {wanted}")
+                    problems[shard_path] = f"column '{column}' is {type_}, not {wanted}"
+                    return None
         return shard
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         shards = [shard for shard in pool.map(check, paths) if shard is not None]
-    problems += _type_conflicts(shards, columns)
-    if problems:
-        raise ShardError("bad input shards:\n  " + "\n  ".join(sorted(problems)))
-    return shards
+    read = selected or sorted({name for shard in shards for name in shard.schema.names})
+    problems.update(_type_conflicts(shards, read))
+    usable = [shard for shard in shards if shard.path not in problems]
+    return usable, [Quarantined(path, reason) for path, reason in sorted(problems.items())]
+
+
+def refuse(quarantined: list[Quarantined]) -> None:
+    """Raise one ``ShardError`` listing every unusable shard with its reason (the ``on_error: raise`` policy)."""
+    if quarantined:
+        raise ShardError("bad input shards:\n  " + "\n  ".join(f"{q.path}: {q.reason}" for q in quarantined))

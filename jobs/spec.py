@@ -8,6 +8,8 @@ Example::
       columns: [ticket_id, body]
     output:
       uri: s3://lake/tickets-annotated/2026-11-21/
+      mode: resume            # default; or overwrite, error_if_exists
+    on_error: record          # default; or raise
     steps:
       - task: token-classification
         model: dslim/bert-base-NER
@@ -88,7 +90,8 @@ class JobSpec:
     input_uri: str
     input_columns: tuple[str, ...] | None
     output_uri: str
-    output_mode: str = "error_if_exists"
+    output_mode: str = "resume"
+    on_error: str = "record"
     steps: tuple[StepSpec, ...]
     storage: StorageSpec = field(default_factory=StorageSpec)
 
@@ -106,7 +109,8 @@ class JobSpec:
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_MODES = ("error_if_exists", "overwrite")
+_MODES = ("resume", "overwrite", "error_if_exists")
+_ERROR_POLICIES = ("record", "raise")
 _STEP_KEYS = {
     "task", "model", "input", "output", "options", "batch_size", "num_gpus", "num_cpus", "concurrency",
     "device", "dtype", "revision", "trust_remote_code", "use_safetensors",
@@ -218,7 +222,7 @@ def parse_spec(data: Any, *, base: Path | None = None) -> JobSpec:
     """Validate a spec already loaded from YAML; ``base`` resolves relative model directories."""
     base = base or Path.cwd()
     root = _mapping(data, "job")
-    _only(root, {"name", "input", "output", "steps", "storage"}, "job")
+    _only(root, {"name", "input", "output", "steps", "storage", "on_error"}, "job")
     name = _string(root, "name", "job")
     if not _NAME.match(name or ""):
         raise SpecError(f"name: letters, digits, '_', '.' and '-' only, got {name!r}")
@@ -231,9 +235,12 @@ def parse_spec(data: Any, *, base: Path | None = None) -> JobSpec:
         raise SpecError("input.columns: a non-empty list of column names")
     sink = _mapping(root.get("output"), "output")
     _only(sink, {"uri", "mode"}, "output")
-    mode = sink.get("mode", "error_if_exists")
+    mode = sink.get("mode", "resume")
     if mode not in _MODES:
         raise SpecError(f"output.mode: one of {', '.join(_MODES)}, got {mode!r}")
+    on_error = root.get("on_error", "record")
+    if on_error not in _ERROR_POLICIES:
+        raise SpecError(f"on_error: one of {', '.join(_ERROR_POLICIES)}, got {on_error!r}")
     steps = root.get("steps")
     if not isinstance(steps, list) or not steps:
         raise SpecError("steps: required, a non-empty list of steps")
@@ -245,6 +252,7 @@ def parse_spec(data: Any, *, base: Path | None = None) -> JobSpec:
         input_columns=tuple(columns) if columns else None,
         output_uri=_string(sink, "uri", "output") or "",
         output_mode=mode,
+        on_error=on_error,
         steps=tuple(_step(raw, index, base) for index, raw in enumerate(steps)),
         storage=StorageSpec(
             endpoint_url=_string(storage, "endpoint_url", "storage", required=False),

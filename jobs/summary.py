@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 
 @dataclass
 class StepStats:
-    """What one step did, summed over its workers."""
+    """What one step did, summed over its workers, and the Ray nodes it ran on."""
 
     name: str
     task: str
@@ -15,16 +16,21 @@ class StepStats:
     row_errors: int = 0
     busy_seconds: float = 0.0
     batches: int = 0
+    nodes: list[str] = field(default_factory=list)
 
     @property
     def rows_per_second(self) -> float:
         """Rows per second of worker time (one worker's throughput)."""
         return self.rows / self.busy_seconds if self.busy_seconds else 0.0
 
+    def to_json(self) -> dict[str, Any]:
+        """As a JSON object (for the manifest)."""
+        return asdict(self)
+
 
 @dataclass
 class RunSummary:
-    """The whole run: shards, rows in and out, rows with errors, wall time and each step's throughput."""
+    """The whole run: shards processed, skipped and quarantined, rows in and out, row errors, wall time, steps."""
 
     job: str
     output_uri: str
@@ -33,14 +39,24 @@ class RunSummary:
     rows_out: int = 0
     row_errors: int = 0
     wall_seconds: float = 0.0
+    shards_processed: int = 0
+    shards_skipped: int = 0
+    quarantined: list[tuple[str, str]] = field(default_factory=list)
     steps: list[StepStats] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """False when a shard was quarantined: the command then exits non-zero."""
+        return not self.quarantined
 
     def render(self) -> str:
         """A short human-readable report."""
         rate = self.rows_out / self.wall_seconds if self.wall_seconds else 0.0
         lines = [
-            f"job {self.job}: {self.shards} shard(s), {self.rows_in} rows in, {self.rows_out} rows out, "
-            f"{self.row_errors} row(s) with errors, {self.wall_seconds:.1f} s wall ({rate:.1f} rows/s)",
+            f"job {self.job}: {self.shards} shard(s): {self.shards_processed} processed, {self.shards_skipped} "
+            f"already done, {len(self.quarantined)} quarantined",
+            f"  {self.rows_in} rows in, {self.rows_out} rows out, {self.row_errors} row(s) with errors, "
+            f"{self.wall_seconds:.1f} s wall ({rate:.1f} rows/s)",
             f"output: {self.output_uri}",
         ]
         lines += [
@@ -48,4 +64,7 @@ class RunSummary:
             f"{s.busy_seconds:>8.1f} s busy {s.rows_per_second:>9.1f} rows/s per worker"
             for s in self.steps
         ]
+        if self.quarantined:
+            lines.append(f"quarantined {len(self.quarantined)} shard(s):")
+            lines += [f"  {path}: {reason}" for path, reason in self.quarantined]
         return "\n".join(lines)

@@ -105,6 +105,9 @@ def test_three_step_job_from_s3_to_s3(
         ("embedding", 100, nulls),
     ]
 
+    assert sorted(p for p in bucket.find("e2e/annotated") if p.endswith(".parquet")) == [
+        f"e2e/annotated/day=1/part-{shard}.parquet" for shard in range(3)
+    ], "one output file per input shard, named after it"
     out = read_all(bucket, "e2e/annotated")
     assert out.num_rows == 100
     assert out.select(source.column_names).equals(source), "input columns must be preserved exactly"
@@ -143,7 +146,7 @@ def test_three_step_job_from_s3_to_s3(
     import datasets
 
     loaded = datasets.load_dataset(
-        "parquet", data_files=str(local / "*.parquet"), split="train", cache_dir=str(tmp_path / "hf")
+        "parquet", data_files=str(local / "**" / "*.parquet"), split="train", cache_dir=str(tmp_path / "hf")
     )
     assert loaded.num_rows == 100
     assert isinstance(loaded.features["sentiment"]["label"], datasets.Value)
@@ -151,11 +154,12 @@ def test_three_step_job_from_s3_to_s3(
 
     import duckdb
 
-    count = duckdb.sql(f"select count(*), count(sentiment.label) from read_parquet('{local}/*.parquet')").fetchall()[0]
+    query = f"select count(*), count(sentiment.label) from read_parquet('{local}/**/*.parquet')"
+    count = duckdb.sql(query).fetchall()[0]
     assert count == (100, 100 - nulls)
 
 
-def test_a_second_run_refuses_to_mix_outputs_unless_overwrite(
+def test_error_if_exists_refuses_a_used_prefix_and_overwrite_replaces_it(
     bucket: s3fs.S3FileSystem, s3_endpoint: str, models: dict[str, str], ray_local: None
 ) -> None:
     job = {
@@ -168,7 +172,8 @@ def test_a_second_run_refuses_to_mix_outputs_unless_overwrite(
     assert run_job(parse_spec(job)).rows_out == 25
     from jobs.runner import OutputExistsError
 
-    with pytest.raises(OutputExistsError, match=r"output\.mode: overwrite"):
+    job["output"]["mode"] = "error_if_exists"
+    with pytest.raises(OutputExistsError, match=r"output\.mode is error_if_exists"):
         run_job(parse_spec(job))
     job["output"]["mode"] = "overwrite"
     assert run_job(parse_spec(job)).rows_out == 25

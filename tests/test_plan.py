@@ -16,10 +16,11 @@ from tests.conftest import write_parquet
 NEVER_LOADED = "example-org/model-that-does-not-exist"
 
 
-def spec_for(tmp_path: Path, **input_block: object):
+def spec_for(tmp_path: Path, on_error: str = "raise", **input_block: object):
     return parse_spec(
         {
             "name": "p",
+            "on_error": on_error,
             "input": {"uri": str(tmp_path / "in"), **input_block},
             "output": {"uri": str(tmp_path / "out")},
             "steps": [
@@ -76,6 +77,50 @@ def test_an_unreadable_shard_is_reported_by_path(tmp_path: Path) -> None:
         make_plan(spec_for(tmp_path))
 
 
+def test_on_error_record_quarantines_bad_shards_with_their_reasons(tmp_path: Path) -> None:
+    good = write_parquet(tmp_path / "in" / "good.parquet", text=["x"])
+    missing = write_parquet(tmp_path / "in" / "missing.parquet", body=["x"])
+    numbers = write_parquet(tmp_path / "in" / "numbers.parquet", text=[1])
+    garbage = tmp_path / "in" / "garbage.parquet"
+    garbage.write_bytes(b"this is not parquet at all")
+    plan = make_plan(spec_for(tmp_path, on_error="record"))
+    assert [shard.path for shard in plan.shards] == [str(good)]
+    reasons = {item.path: item.reason for item in plan.quarantined}
+    assert reasons[str(missing)] == "column 'text' is missing (has: body)"
+    assert reasons[str(numbers)] == "column 'text' is int64, not a string"
+    assert reasons[str(garbage)].startswith("unreadable Parquet")
+    text = plan.render()
+    assert "quarantined: 3 shard(s) left out (on_error: record)" in text
+    assert f"{missing}: column 'text' is missing" in text
+
+
+def test_the_minority_type_of_a_column_is_quarantined(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    for name in ("a", "b"):
+        write_parquet(tmp_path / "in" / f"{name}.parquet", text=["x"], n=pa.array([1], pa.int64()))
+    odd = write_parquet(tmp_path / "in" / "c.parquet", text=["x"], n=["one"])
+    plan = make_plan(spec_for(tmp_path, on_error="record"))
+    assert len(plan.shards) == 2
+    assert [(q.path, q.reason.split(":")[0]) for q in plan.quarantined] == [
+        (str(odd), "column 'n' has different types across shards")
+    ]
+
+
+def test_an_output_inside_the_input_is_refused(tmp_path: Path) -> None:
+    write_parquet(tmp_path / "in" / "a.parquet", text=["x"])
+    spec = parse_spec(
+        {
+            "name": "p",
+            "input": {"uri": str(tmp_path / "in")},
+            "output": {"uri": str(tmp_path / "in" / "annotated")},
+            "steps": [{"task": "text-classification", "model": NEVER_LOADED, "input": "text", "output": "label"}],
+        }
+    )
+    with pytest.raises(ShardError, match=r"output\.uri: .* lies inside the input"):
+        make_plan(spec)
+
+
 def test_no_shards_names_the_uri(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
     with pytest.raises(ShardError, match=r"input\.uri: no Parquet shards"):
@@ -89,6 +134,7 @@ def test_plan_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
         json.dumps(
             {
                 "name": "p",
+                "on_error": "raise",
                 "input": {"uri": str(tmp_path / "in" / "*.parquet"), "columns": ["text"]},
                 "output": {"uri": str(tmp_path / "out")},
                 "steps": [{"task": "feature-extraction", "model": NEVER_LOADED, "input": "text", "output": "v"}],
@@ -109,6 +155,7 @@ def _image_spec(tmp_path: Path) -> object:
     return parse_spec(
         {
             "name": "images",
+            "on_error": "raise",
             "input": {"uri": str(tmp_path / "in")},
             "output": {"uri": str(tmp_path / "out")},
             "steps": [{"task": "image-classification", "model": NEVER_LOADED, "input": "image", "output": "labels"}],

@@ -32,7 +32,8 @@ def test_a_valid_spec_parses_with_defaults() -> None:
     assert only.device == "auto"
     assert only.trust_remote_code is False
     assert only.use_safetensors is True
-    assert spec.output_mode == "error_if_exists"
+    assert spec.output_mode == "resume"
+    assert spec.on_error == "record"
     assert spec.source_columns() == ["id", "text"]
 
 
@@ -54,6 +55,7 @@ def test_a_valid_spec_parses_with_defaults() -> None:
         ({"steps": [step(trust_remote_code="yes")]}, "steps[0].trust_remote_code"),
         ({"steps": [step(output="lakelabel_errors")]}, "steps[0].output"),
         ({"storage": {"endpoint": "http://x"}}, "storage"),
+        ({"on_error": "ignore"}, "on_error"),
     ],
 )
 def test_invalid_specs_name_the_field(change: dict, field: str) -> None:

@@ -1,0 +1,125 @@
+"""Where everything of a job lives under its output prefix, and how files there are written whole or not at all.
+
+::
+
+    OUTPUT/<relative path>.parquet          one annotated file per input shard, named after it
+    OUTPUT/_SUCCESS                         the manifest (JSON), written when a run has seen every shard through
+    OUTPUT/_lakelabel/run.json              the latest run: spec, spec hash, planned shards, provenance
+    OUTPUT/_lakelabel/shards/<rel>.json     a shard's completion record, written after its Parquet file
+    OUTPUT/_lakelabel/quarantine/<rel>.json a shard left out of the latest run, with the reason
+    OUTPUT/_lakelabel/staging/<rel>/        pieces of a shard in flight (Arrow IPC), removed when it commits
+
+Names starting with ``_`` or ``.`` are skipped by Parquet readers (pyarrow, pandas, Spark, ``datasets``), so readers
+of ``OUTPUT/`` see only committed shards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from fsspec.implementations.local import LocalFileSystem
+
+if TYPE_CHECKING:
+    import fsspec
+
+STATE = "_lakelabel"
+SUCCESS = "_SUCCESS"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths under one output prefix; ``input_root`` is what input shard paths are taken relative to."""
+
+    fs: fsspec.AbstractFileSystem
+    root: str
+    input_root: str
+
+    def key(self, shard_path: str) -> str:
+        """``raw/day=1/part-0.parquet`` under input root ``raw`` -> ``day=1/part-0``."""
+        relative = posixpath.relpath(shard_path, self.input_root) if self.input_root else shard_path.lstrip("/")
+        return relative.removesuffix(".parquet")
+
+    def output_file(self, key: str) -> str:
+        """The annotated Parquet file of a shard."""
+        return f"{self.root}/{key}.parquet"
+
+    def record_file(self, key: str) -> str:
+        """The completion record of a shard."""
+        return f"{self.root}/{STATE}/shards/{key}.json"
+
+    def quarantine_file(self, key: str) -> str:
+        """Why a shard was left out of the latest run."""
+        return f"{self.root}/{STATE}/quarantine/{key}.json"
+
+    def staging_dir(self, key: str) -> str:
+        """Pieces of a shard written by the pipeline before it commits."""
+        return f"{self.root}/{STATE}/staging/{key}"
+
+    @property
+    def run_file(self) -> str:
+        """The latest run's spec, plan and provenance."""
+        return f"{self.root}/{STATE}/run.json"
+
+    @property
+    def success_file(self) -> str:
+        """The manifest."""
+        return f"{self.root}/{SUCCESS}"
+
+    def files(self) -> list[str]:
+        """Every file under the prefix (none when it does not exist)."""
+        return self.fs.find(self.root) if self.fs.exists(self.root) else []
+
+    def remove(self, path: str, *, recursive: bool = False) -> None:
+        """Remove a file or a directory if it is there."""
+        if self.fs.exists(path):
+            self.fs.rm(path, recursive=recursive)
+
+    def read_json(self, path: str) -> dict[str, Any] | None:
+        """A JSON file's content, or None when it does not exist."""
+        try:
+            return json.loads(self.fs.cat_file(path))
+        except FileNotFoundError:
+            return None
+
+    def read_json_under(self, directory: str) -> list[dict[str, Any]]:
+        """Every ``*.json`` under a directory (fetched concurrently on object stores)."""
+        if not self.fs.exists(directory):
+            return []
+        paths = [path for path in self.fs.find(directory) if path.endswith(".json")]
+        return [json.loads(data) for data in self.fs.cat(paths, on_error="omit").values()] if paths else []
+
+    def write_json(self, path: str, value: dict[str, Any]) -> None:
+        """Write JSON whole or not at all."""
+        write_atomic(self.fs, path, json.dumps(value, indent=1, sort_keys=True).encode())
+
+
+def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
+    """Make ``path`` appear with all of ``data`` or not at all.
+
+    Object stores: one PUT (or one multipart upload, completed in one call), so the object is visible whole or not
+    at all. Local files: written to a hidden temporary beside the target, flushed to disk, then renamed over it.
+    """
+    if not isinstance(fs, LocalFileSystem):
+        fs.pipe_file(path, data)
+        return
+    directory, name = posixpath.split(path)
+    os.makedirs(directory, exist_ok=True)  # noqa: PTH103 - fsspec paths are strings
+    temporary = f"{directory}/.{name}.tmp-{uuid.uuid4().hex}"
+    with open(temporary, "wb") as handle:  # noqa: PTH123
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)  # noqa: PTH105
+
+
+def remove_temporaries(fs: fsspec.AbstractFileSystem, path: str) -> None:
+    """Remove hidden temporaries a killed local write of ``path`` left behind."""
+    directory, name = posixpath.split(path)
+    if isinstance(fs, LocalFileSystem) and fs.exists(directory):
+        for leftover in fs.glob(f"{directory}/.{name}.tmp-*"):
+            fs.rm(leftover)

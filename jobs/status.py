@@ -1,0 +1,65 @@
+"""``lakelabel status OUTPUT_URI``: what an output prefix holds, from its own records; reads no input."""
+
+from __future__ import annotations
+
+import datetime
+from typing import TYPE_CHECKING
+
+from jobs.layout import STATE, Layout
+from jobs.storage import filesystem
+
+if TYPE_CHECKING:
+    from jobs.spec import StorageSpec
+
+
+_LISTED = 20
+
+
+def _when(stamp: float | None) -> str:
+    if not stamp:
+        return "-"
+    return datetime.datetime.fromtimestamp(stamp, tz=datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def output_status(uri: str, storage: StorageSpec) -> tuple[str, bool]:
+    """A report of the prefix and whether its latest run is complete (``_SUCCESS`` present, nothing quarantined)."""
+    fs, root = filesystem(uri, storage)
+    layout = Layout(fs=fs, root=root, input_root="")
+    run = layout.read_json(layout.run_file)
+    if run is None:
+        return f"output {uri}: no lakelabel run has written here", False
+    manifest = layout.read_json(layout.success_file)
+    records = {
+        r["key"]: r for r in layout.read_json_under(f"{root}/{STATE}/shards") if r["spec_hash"] == run["spec_hash"]
+    }
+    quarantined = layout.read_json_under(f"{root}/{STATE}/quarantine")
+    left_out = {item["key"] for item in quarantined}
+    planned = [shard["key"] for shard in run["shards"] if shard["key"] not in left_out]
+    done = [key for key in planned if key in records]
+    pending = [key for key in planned if key not in records]
+    finished = manifest is not None and manifest.get("run", {}).get("id") == run["run_id"]
+    state = "complete" if finished and not quarantined else "finished with quarantined shards" if finished else (
+        "not finished (running, or stopped before the end: `lakelabel run` again resumes it)")  # fmt: skip
+    provenance = run["provenance"]
+    lines = [
+        f"output {uri}",
+        f"job {provenance['job']}  spec {run['spec_hash'][:16]}  last run {run['run_id']}: {state}",
+        f"  started {_when(run['started_at'])}, finished {_when(manifest['run']['finished_at']) if finished else '-'}",
+        f"shards: {len(planned) + len(quarantined)} in the last run's input: {len(done)} done, {len(pending)} pending, "
+        f"{len(quarantined)} quarantined",
+        f"rows (done shards): {sum(records[k]['rows_in'] for k in done)} in, "
+        f"{sum(records[k]['rows_out'] for k in done)} out, {sum(records[k]['row_errors'] for k in done)} with errors",
+    ]
+    lines += [f"  pending {key}" for key in pending[:_LISTED]]
+    lines += [f"  ... and {len(pending) - 20} more pending" for _ in range(len(pending) > 20)]
+    lines += [f"  quarantined {q['input']}: {q['reason']}" for q in sorted(quarantined, key=lambda q: q["input"])]
+    lines.append("provenance: " + ", ".join(f"{name} {version}" for name, version in provenance["versions"].items()))
+    for model in provenance["models"]:
+        weights = model.get("weights_sha256")
+        resolved = (
+            ", ".join(f"{name} sha256 {digest[:16]}" for name, digest in weights.items())
+            if weights is not None
+            else f"revision {model['revision']} -> {model['resolved_revision'] or 'unresolved'}"
+        )
+        lines.append(f"  step {model['step']}: {model['model']} ({resolved})")
+    return "\n".join(lines), finished and not quarantined
