@@ -182,12 +182,12 @@ def write_shards(spec: JobSpec, *, shards: int = 3) -> None:
 
 
 def read_output(spec: JobSpec) -> pa.Table:
-    """All annotated rows, sorted by id."""
+    """All annotated rows, sorted by id: the files the ``_SUCCESS`` manifest lists."""
     fs, path = filesystem(spec.output_uri, spec.storage)
-    files = sorted(p for p in fs.find(path) if p.endswith(".parquet"))
+    manifest = json.loads(fs.cat_file(f"{path}/_SUCCESS"))
     tables = []
-    for name in files:
-        with fs.open(name, "rb") as handle:
+    for name in (file for shard in manifest["shards"] for file in shard["files"]):
+        with fs.open(f"{path}/{name}", "rb") as handle:
             tables.append(pq.read_table(handle))
     return pa.concat_tables(tables).sort_by("id")
 

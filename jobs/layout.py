@@ -58,7 +58,12 @@ class Layout:
 
     def staging_dir(self, key: str) -> str:
         """Pieces of a shard written by the pipeline before it commits."""
-        return f"{self.root}/{STATE}/staging/{key}"
+        return f"{self.staging_root}/{key}"
+
+    @property
+    def staging_root(self) -> str:
+        """Where every shard's pieces are staged."""
+        return f"{self.root}/{STATE}/staging"
 
     @property
     def run_file(self) -> str:

@@ -375,6 +375,7 @@ def run_job(spec: JobSpec) -> RunSummary:
                 required_cpus(plan),
             )
         records = _process(plan, state, summary)
+        plan.layout.remove(plan.layout.staging_root, recursive=True)  # what is left belongs to no shard
         summary.shards_processed = len(records)
         summary.rows_out = sum(record.rows_out for record in records)
         summary.row_errors = sum(record.row_errors for record in records)
