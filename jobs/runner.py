@@ -300,6 +300,8 @@ def _process(plan: Plan, state: RunState, summary: RunSummary) -> list[ShardReco
         commits[_commit.remote(layout, records[index], columns[index])] = index
 
     def collect(*, wait: bool) -> None:
+        if not commits:
+            return
         done, _ = ray.wait(list(commits), num_returns=len(commits), timeout=None if wait else 0)
         for ref in done:
             index = commits.pop(ref)

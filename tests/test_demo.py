@@ -109,8 +109,10 @@ def test_demo_transcribes_the_clips_and_gives_them_their_topics(demo: DemoRun) -
 
 def test_demo_prints_the_counts_transcripts_and_topics(demo: DemoRun) -> None:
     text = render(demo)
-    assert "job demo-topics: 3 shard(s), 48 rows in, 48 rows out, 1 row(s) with errors" in text
-    assert "job demo-speech: 1 shard(s), 9 rows in, 9 rows out, 1 row(s) with errors" in text
+    assert "job demo-topics: 3 shard(s): 3 processed, 0 already done, 0 quarantined" in text
+    assert "quarantined\n  48 rows in, 48 rows out, 1 row(s) with errors" in text
+    assert "job demo-speech: 1 shard(s): 1 processed, 0 already done, 0 quarantined" in text
+    assert "quarantined\n  9 rows in, 9 rows out, 1 row(s) with errors" in text
     for row in demo.speech_rows.to_pylist()[:-1]:
         line = f"{row['audio']['path']:<12} {row['transcript']['text']!r}"
         assert line in text
