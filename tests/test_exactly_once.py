@@ -151,7 +151,7 @@ def kill_points(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, Callable[
 
     return {
         "early": lambda: exists(f"{root}/{STATE}/run.json"),
-        "during-writes": staged,
+        "during-writes": lambda: bool(records(fs, root)) and staged(),  # some shards committed, others in flight
         "mid-way": lambda: len(records(fs, root)) >= 2,
     }
 
