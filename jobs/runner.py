@@ -28,6 +28,7 @@ if not os.environ.get("RAY_ADDRESS"):
 import ray
 from ray.data import ActorPoolStrategy, Datasource, ReadTask
 from ray.data.block import BlockMetadata
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from typing_extensions import override
 
 from jobs.commit import (
@@ -279,7 +280,9 @@ def _process(plan: Plan, state: RunState, summary: RunSummary) -> list[ShardReco
     """Stream the pending shards through the steps, committing each shard as its rows come back."""
     layout = plan.layout
     shards = state.pending
-    collector = _Collector.remote()
+    # Pinned to the driver's node: losing a worker node must not take the counters with it.
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    collector = _Collector.options(scheduling_strategy=here).remote()
     records = [
         ShardRecord(
             key=layout.key(shard.path),
