@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import pickle
-import re
 from typing import Any
 
 import numpy as np
@@ -103,23 +102,17 @@ def test_bad_media_rows_get_errors_and_a_separate_stage_equals_inline(
     table = pa.table({"id": list(range(len(cells))), "image": pa.array(cells, tiny_vision.STRUCT)})
     model = classifiers["single"]
     inline = make(model, top_k=3)(table)
-    messages = [row[0]["message"] if row else None for row in inline.column(ERROR_COLUMN).to_pylist()]
-    expected = [
-        None,
-        r"MediaError: empty \(0 bytes\)",
-        r"MediaError: cannot decode image: unknown format or damaged header \(20 bytes\)",
-        r"MediaError: cannot decode image \(OSError: Truncated File Read\)",
-        r"MediaError: cannot decode image \(OSError: image file is truncated \(\d+ bytes not processed\)\)",
-        r"MediaError: image is 1x1 pixels; at least 2x2 is needed",
-        r"MediaError: image is 1x40 pixels; at least 2x2 is needed",
-        r"input column 'image' holds neither bytes nor a path",
-        r"input column 'image' is null",
-        r"MediaError: cannot read .*missing\.png: .*No such file or directory.*",
-        None,
-    ]
-    assert len(messages) == len(expected)
-    for message, pattern in zip(messages, expected, strict=True):
-        assert (message is None) if pattern is None else re.fullmatch(pattern, message), (message, pattern)
+    tiny_vision.assert_row_errors(
+        inline,
+        [
+            None,
+            *tiny_vision.BAD_IMAGE_ERRORS,
+            r"input column 'image' holds neither bytes nor a path",
+            r"input column 'image' is null",
+            r"MediaError: cannot read .*missing\.png: .*No such file or directory.*",
+            None,
+        ],
+    )
     values = inline.column("labels").to_pylist()
     pipe = pipes["single"]
     assert_matches(values[0], pipe(opened(good[0]), top_k=3), "first")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import pickle
-import re
 from typing import Any
 
 import numpy as np
@@ -102,22 +101,16 @@ def test_bad_media_rows_get_errors_and_a_separate_stage_equals_inline(detector: 
     cells = [good[0], *BAD.values(), strip, None, good[1]]
     table = pa.table({"image": pa.array(cells, pa.binary())})
     inline = make(detector, threshold=0.2)(table)
-    messages = [row[0]["message"] if row else None for row in inline.column(ERROR_COLUMN).to_pylist()]
-    expected = [
-        None,
-        r"MediaError: empty \(0 bytes\)",
-        r"MediaError: cannot decode image: unknown format or damaged header \(20 bytes\)",
-        r"MediaError: cannot decode image \(OSError: Truncated File Read\)",
-        r"MediaError: cannot decode image \(OSError: image file is truncated \(\d+ bytes not processed\)\)",
-        r"MediaError: image is 1x1 pixels; at least 2x2 is needed",
-        r"MediaError: image is 1x40 pixels; at least 2x2 is needed",
-        r"MediaError: the image processor cannot use this 300x2 image: ValueError: .*height=0, width=80.*",
-        r"input column 'image' is null",
-        None,
-    ]
-    assert len(messages) == len(expected)
-    for message, pattern in zip(messages, expected, strict=True):
-        assert (message is None) if pattern is None else re.fullmatch(pattern, message), (message, pattern)
+    tiny_vision.assert_row_errors(
+        inline,
+        [
+            None,
+            *tiny_vision.BAD_IMAGE_ERRORS,
+            r"MediaError: the image processor cannot use this 300x2 image: ValueError: .*height=0, width=80.*",
+            r"input column 'image' is null",
+            None,
+        ],
+    )
     values = inline.column("objects").to_pylist()
     assert_matches(values[0], pipe(opened(good[0]), threshold=0.2), "first")
     assert_matches(values[-1], pipe(opened(good[1]), threshold=0.2), "last")

@@ -285,3 +285,26 @@ def struct_column(encoded: dict[str, bytes], directory: Path) -> pa.Array:
     on_disk.write_bytes(data)
     rows = [{"bytes": value, "path": f"{key}.img"} for key, value in inline]
     return pa.array([*rows, {"bytes": None, "path": str(on_disk)}], STRUCT)
+
+
+BAD_IMAGE_ERRORS = [
+    r"MediaError: empty \(0 bytes\)",
+    r"MediaError: cannot decode image: unknown format or damaged header \(20 bytes\)",
+    r"MediaError: cannot decode image \(OSError: Truncated File Read\)",
+    r"MediaError: cannot decode image \(OSError: image file is truncated \(\d+ bytes not processed\)\)",
+    r"MediaError: image is 1x1 pixels; at least 2x2 is needed",
+    r"MediaError: image is 1x40 pixels; at least 2x2 is needed",
+]
+"""The row errors of ``bad_images()``, in its order (regular expressions)."""
+
+
+def assert_row_errors(table: pa.Table, expected: list[str | None]) -> None:
+    """Each row's first error message fully matches its pattern; None: the row has no error."""
+    import re
+
+    from operators import ERROR_COLUMN
+
+    messages = [row[0]["message"] if row else None for row in table.column(ERROR_COLUMN).to_pylist()]
+    assert len(messages) == len(expected)
+    for message, pattern in zip(messages, expected, strict=True):
+        assert (message is None) if pattern is None else re.fullmatch(pattern, message), (message, pattern)
