@@ -1,4 +1,4 @@
-"""``lakelabel``: run, plan or demo a job."""
+"""``lakelabel``: run, plan, submit or demo a job; report an output's status."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from jobs.shards import ShardError
 from jobs.spec import SpecError, StorageSpec, load_spec
 from jobs.state import OutputExistsError
+from jobs.submit import add_arguments as add_submit_arguments
 from operators.loading import ModelLoadError
 
 
@@ -22,6 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="shards done, pending and quarantined under an output prefix")
     status.add_argument("output", help="the job's output.uri (s3://bucket/prefix or a local directory)")
     status.add_argument("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL and the AWS config)")
+    submit = commands.add_parser("submit", help="run a job on a Ray cluster through the Ray Jobs API")
+    add_submit_arguments(submit)
     commands.add_parser("demo", help="run the embedded demo on a loopback S3 endpoint")
     return parser
 
@@ -61,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if complete else 1
         if args.command == "run":
             return _run(args.job)
+        if args.command == "submit":
+            from jobs.submit import submit  # noqa: PLC0415
+
+            return submit(args.job, args.address, wait=args.wait, submission_id=args.submission_id)
         from jobs.demo import run_demo  # noqa: PLC0415
 
         return run_demo()

@@ -168,17 +168,3 @@ def submit(job_path: str, address: str | None, *, wait: bool, submission_id: str
         print(submission_id)  # noqa: T201
         return 0
     return _wait(client, submission_id)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m jobs.submit JOB --address URL [--wait]``: the same as ``lakelabel submit``."""
-    parser = argparse.ArgumentParser(prog="lakelabel submit", description=__doc__.split("\n\n", 1)[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
-    log.setLevel(logging.INFO)
-    return submit(args.job, args.address, wait=args.wait, submission_id=args.submission_id)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,8 @@
 """A real multi-node Ray cluster on loopback for tests, driven through ``cluster/local.py`` as a user would drive it.
 
-The cluster's nodes are ``ray start`` processes; jobs reach it through ``python -m jobs.submit`` with the variables
-``cluster/local.py`` prints (dashboard URL, token), in a subprocess, so no Ray state is shared with the test process.
+The cluster's nodes are ``ray start`` processes; jobs reach it through ``lakelabel submit`` (``python -m jobs.cli
+submit``) with the variables ``cluster/local.py`` prints (dashboard URL, token), in a subprocess, so no Ray state is
+shared with the test process.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "cluster" / "local.py"
-SUBMIT = [sys.executable, "-m", "jobs.submit"]  # `lakelabel submit` once jobs/cli.py wires it
+SUBMIT = [sys.executable, "-m", "jobs.cli", "submit"]
 
 
 def _run(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:

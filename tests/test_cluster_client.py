@@ -11,6 +11,7 @@ import pytest
 
 import jobs
 import operators
+from jobs.cli import main
 from jobs.submit import add_arguments, exit_code, runtime_env, submit
 
 
@@ -61,7 +62,7 @@ def _closed_port() -> int:
 def test_an_invalid_job_is_refused_before_any_cluster_is_contacted(tmp_path: Path, capsys) -> None:
     job = tmp_path / "job.yaml"
     job.write_text(json.dumps({"name": "bad", "input": {"uri": "in"}, "output": {"uri": "out"}, "steps": []}))
-    assert submit(str(job), f"http://127.0.0.1:{_closed_port()}", wait=True) == 2
+    assert main(["submit", str(job), "--address", f"http://127.0.0.1:{_closed_port()}", "--wait"]) == 2
     assert "steps: required" in capsys.readouterr().err
 
 
