@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format clean
+.PHONY: demo test bench lint format clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ demo: $(STAMP)
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest
+
+# Throughput side by side (README, "Throughput"); a quiet machine gives steady figures. ~25 min on 2 cores.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.throughput --json benchmark.json
+	$(BIN)/python -m benchmarks.throughput --memory --json benchmark-memory.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -68,7 +68,7 @@ class Plan:
                 )
             lines.append(
                 f"  stage model {step.model}\n"
-                f"    batch_size {step.batch_size}, actors {step.concurrency[0]}..{step.concurrency[1]}, "
+                f"    batch_size {step.rows_per_batch(operator)}, actors {step.concurrency[0]}..{step.concurrency[1]}, "
                 f"cpus {cpus:g} per actor, gpus {gpus}"
             )
         lines.append(f"errors -> {ERROR_COLUMN} [{ERROR_TYPE}]")

@@ -46,6 +46,7 @@ from jobs.shards import ShardError
 from jobs.state import OutputExistsError, RunState, prepare, quarantine, write_manifest
 from jobs.summary import RunSummary, StepStats
 from operators import ERROR_COLUMN, Operator
+from operators.loading import use_cpus
 
 if TYPE_CHECKING:
     import fsspec
@@ -80,7 +81,6 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-_STAGE_ROWS = 1024  # rows per staged piece (fewer at the end of a shard)
 _BLOCK_BYTES = 32 << 20  # target in-memory size of a read block
 
 
@@ -94,11 +94,14 @@ class _Collector:
         self.unreadable: dict[int, str] = {}
 
     def add(self, name: str, rows: int, errors: int, seconds: float, node: str) -> None:
-        row = self.stats.setdefault(name, [0, 0, 0.0, 0])
+        now = time.time()
+        # rows, row errors, busy seconds, batches, first batch done at, its rows, last batch done at
+        row = self.stats.setdefault(name, [0, 0, 0.0, 0, now, rows, now])
         row[0] += rows
         row[1] += errors
         row[2] += seconds
         row[3] += 1
+        row[6] = now
         self.nodes.setdefault(name, set()).add(node)
 
     def unreadable_shard(self, index: int, reason: str) -> None:
@@ -125,6 +128,7 @@ class _StepWorker:
     def __init__(self, operator: Operator, collector: Any) -> None:
         self.operator = operator
         self.collector = collector
+        use_cpus(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))
         self.operator.setup()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -245,19 +249,23 @@ def _pipeline(plan: Plan, shards: list[Shard], collector: Any) -> ray.data.Datas
                 _PrepareWorker,
                 fn_constructor_kwargs={"preparer": preparer},
                 batch_format="pyarrow",
-                batch_size=step.batch_size,
+                batch_size=step.rows_per_batch(operator),
                 compute=ActorPoolStrategy(min_size=1, max_size=high),
                 num_cpus=preparer.resources().num_cpus,
                 num_gpus=0,
             )
+        gpus = _gpus(step.num_gpus, operator)
+        # A CPU actor computes for seconds per batch: a second batch queued on it would wait while another actor
+        # idles. A GPU actor keeps Ray's prefetch, so its next batch is there when the current one ends.
+        in_flight = None if gpus else 1
         dataset = dataset.map_batches(
             _StepWorker,
             fn_constructor_kwargs={"operator": operator, "collector": collector},
             batch_format="pyarrow",
-            batch_size=step.batch_size,
-            compute=ActorPoolStrategy(min_size=low, max_size=high),
+            batch_size=step.rows_per_batch(operator),
+            compute=ActorPoolStrategy(min_size=low, max_size=high, max_tasks_in_flight_per_actor=in_flight),
             num_cpus=step.num_cpus if step.num_cpus is not None else operator.resources().num_cpus,
-            num_gpus=_gpus(step.num_gpus, operator),
+            num_gpus=gpus,
         )
     layout = plan.layout
     return dataset.map_batches(
@@ -269,7 +277,7 @@ def _pipeline(plan: Plan, shards: list[Shard], collector: Any) -> ray.data.Datas
             "strict": spec.on_error == "raise",
         },
         batch_format="pyarrow",
-        batch_size=_STAGE_ROWS,
+        batch_size=None,  # each block as it comes: a shard commits as soon as its last rows are staged
     )
 
 
@@ -335,7 +343,7 @@ def _process(plan: Plan, state: RunState, summary: RunSummary) -> list[ShardReco
             quarantine(layout, shard.path, reason)
             summary.quarantined.append((shard.path, reason))
     for step in plan.spec.steps:
-        rows, errors, seconds, batches = stats.get(step.output, [0, 0, 0.0, 0])
+        rows, errors, seconds, batches, first_at, first_rows, last_at = stats.get(step.output, [0, 0, 0.0, 0, 0, 0, 0])
         summary.steps.append(
             StepStats(
                 name=step.output,
@@ -345,6 +353,9 @@ def _process(plan: Plan, state: RunState, summary: RunSummary) -> list[ShardReco
                 busy_seconds=float(seconds),
                 batches=int(batches),
                 nodes=nodes.get(step.output, []),
+                first_batch_at=float(first_at),
+                first_batch_rows=int(first_rows),
+                last_batch_at=float(last_at),
             )
         )
     return [record for record in records if record.committed_at]

@@ -17,11 +17,20 @@ class StepStats:
     busy_seconds: float = 0.0
     batches: int = 0
     nodes: list[str] = field(default_factory=list)
+    first_batch_at: float = 0.0
+    first_batch_rows: int = 0
+    last_batch_at: float = 0.0
 
     @property
     def rows_per_second(self) -> float:
         """Rows per second of worker time (one worker's throughput)."""
         return self.rows / self.busy_seconds if self.busy_seconds else 0.0
+
+    @property
+    def steady_rows_per_second(self) -> float:
+        """The step's rows/s from its first finished batch to its last (start-up and model loading left out)."""
+        span = self.last_batch_at - self.first_batch_at
+        return (self.rows - self.first_batch_rows) / span if span > 0 else 0.0
 
     def to_json(self) -> dict[str, Any]:
         """As a JSON object (for the manifest)."""

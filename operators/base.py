@@ -92,6 +92,10 @@ class Operator(ABC):
     defaults: ClassVar[Mapping[str, Any]] = {}
     """Every option the task accepts, with its default. Any other key is an error naming the key."""
 
+    batch_size: ClassVar[int] = 64
+    """Rows per batch handed to an actor when the job does not say. Text encoders take more: they sort each batch
+    by length, and a larger window means less padding."""
+
     uses_gpu: ClassVar[bool] = True
     """Whether the model benefits from a GPU; the runner asks for one only where the cluster has GPUs."""
 

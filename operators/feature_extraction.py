@@ -18,7 +18,7 @@ from typing_extensions import override
 
 from operators.base import Operator, OperatorConfig, OptionError
 from operators.loading import load_config, load_model, load_tokenizer, read_model_json
-from operators.text_batching import forward_rows, mean_pool
+from operators.text_batching import SORT_WINDOW, forward_rows, mean_pool
 
 
 def sentence_transformers_defaults(config: OperatorConfig) -> dict[str, Any]:
@@ -71,6 +71,7 @@ class FeatureExtraction(Operator):
     """
 
     task: ClassVar[str] = "feature-extraction"
+    batch_size: ClassVar[int] = SORT_WINDOW
     defaults: ClassVar[dict[str, Any]] = {"pooling": None, "normalize": None, "max_length": None}
 
     @override

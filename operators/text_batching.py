@@ -16,9 +16,19 @@ if TYPE_CHECKING:
     from transformers import BatchEncoding, PreTrainedTokenizerBase
 
 TOKEN_BUDGET = 8192
-"""Padded tokens per micro-batch (rows x longest row)."""
+"""Padded tokens per micro-batch (rows x longest row) where no device-specific budget applies."""
+
+CPU_TOKEN_BUDGET = 2048
+"""On CPU, small micro-batches run fastest (MiniLM, 2 cores: 52 rows/s at 2,048 tokens, 39 at 8,192)."""
+
+GPU_TOKEN_BUDGET = 16384
+"""On a GPU, large micro-batches keep it busy."""
 
 MAX_ROWS = 256
+
+SORT_WINDOW = 1024
+"""Default rows per batch for text encoders: each batch is sorted by length before it is cut into micro-batches
+(MiniLM, 2 cores: 31 rows/s in batches of 64, 41 of 256, 47 of 1,024; 52 with the whole corpus sorted at once)."""
 
 _MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -39,6 +49,11 @@ def length_sorted_chunks(
         yield chunk
 
 
+def token_budget(device: torch.device) -> int:
+    """Padded tokens per micro-batch for a forward pass on ``device``."""
+    return CPU_TOKEN_BUDGET if device.type == "cpu" else GPU_TOKEN_BUDGET
+
+
 def forward_rows(
     tokenizer: PreTrainedTokenizerBase,
     encodings: BatchEncoding,
@@ -56,7 +71,7 @@ def forward_rows(
     lengths = [len(ids) for ids in encodings["input_ids"]]
     results: list[torch.Tensor | None] = [None] * len(lengths)
     left = tokenizer.padding_side == "left"
-    for chunk in length_sorted_chunks(lengths):
+    for chunk in length_sorted_chunks(lengths, token_budget=token_budget(device)):
         features = [{key: encodings[key][i] for key in keys} for i in chunk]
         padded = tokenizer.pad(features, return_tensors="pt")
         inputs = {key: padded[key].to(device, non_blocking=True) for key in keys}

@@ -12,7 +12,7 @@ from typing_extensions import override
 from operators.base import Operator, OptionError
 from operators.loading import load_model, load_tokenizer
 from operators.ranking import FUNCTIONS, LABEL_SCORE, Ranking
-from operators.text_batching import forward_rows
+from operators.text_batching import SORT_WINDOW, forward_rows
 
 
 class TextClassification(Operator):
@@ -25,6 +25,7 @@ class TextClassification(Operator):
     """
 
     task: ClassVar[str] = "text-classification"
+    batch_size: ClassVar[int] = SORT_WINDOW
     defaults: ClassVar[dict[str, Any]] = {
         "top_k": 1,
         "function_to_apply": None,

@@ -19,7 +19,7 @@ from typing_extensions import override
 
 from operators.base import Operator, OptionError
 from operators.loading import load_model, load_tokenizer
-from operators.text_batching import forward_rows
+from operators.text_batching import SORT_WINDOW, forward_rows
 
 ENTITY = pa.struct(
     [
@@ -43,6 +43,7 @@ class TokenClassification(Operator):
     """
 
     task: ClassVar[str] = "token-classification"
+    batch_size: ClassVar[int] = SORT_WINDOW
     defaults: ClassVar[dict[str, Any]] = {
         "aggregation_strategy": "simple",
         "ignore_labels": None,

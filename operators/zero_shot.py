@@ -22,7 +22,7 @@ from typing_extensions import override
 from operators.base import Operator, OptionError, equal_lists
 from operators.feature_extraction import SentenceEncoder, sentence_transformers_defaults
 from operators.loading import load_config, load_model, load_tokenizer
-from operators.text_batching import forward_rows
+from operators.text_batching import SORT_WINDOW, forward_rows
 
 LABELS_SCORES = pa.struct([("labels", pa.list_(pa.string())), ("scores", pa.list_(pa.float32()))])
 
@@ -44,6 +44,7 @@ class ZeroShotClassification(Operator):
     """Rank ``candidate_labels`` for each text; ``method`` is ``auto``, ``nli`` or ``similarity``."""
 
     task: ClassVar[str] = "zero-shot-classification"
+    batch_size: ClassVar[int] = SORT_WINDOW
     defaults: ClassVar[dict[str, Any]] = {
         "candidate_labels": None,
         "hypothesis_template": "This example is {}.",

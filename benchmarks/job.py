@@ -1,0 +1,83 @@
+"""lakelabel and the Ray recipe end to end, each as its own process, timed from outside with its peak memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmarks.memory import PeakMemory
+from benchmarks.models import MAX_LENGTH
+
+ROOT = Path(__file__).resolve().parent.parent
+STEP = {
+    "classification": {"task": "text-classification", "output": "label", "options": {"max_length": MAX_LENGTH}},
+    "embeddings": {"task": "feature-extraction", "output": "embedding", "options": {}},
+}
+
+
+@dataclass
+class Run:
+    """One process: its wall time (start-up included), peak memory, and what it printed."""
+
+    seconds: float
+    peak_bytes: int
+    stdout: str
+
+
+def run_process(args: list[str], env: dict[str, str] | None = None) -> Run:
+    """Run ``args`` from the repository root, sampling its process tree's memory; fails loudly if it fails."""
+    start = time.perf_counter()
+    process = subprocess.Popen(  # noqa: S603 - this interpreter running lakelabel or the recipe
+        args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    with PeakMemory(process.pid) as memory:
+        stdout, stderr = process.communicate()
+    seconds = time.perf_counter() - start
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} exited {process.returncode}:\n{stdout}\n{stderr[-4000:]}")
+    return Run(seconds, memory.peak, stdout)
+
+
+def job_file(directory: Path, task: str, model: Path, source: Path, *, step: dict[str, Any] | None = None) -> Path:
+    """A lakelabel job over ``source`` with one step of ``task``; ``step`` overrides step fields."""
+    spec = {
+        "name": f"benchmark-{task}",
+        "input": {"uri": str(source)},
+        "output": {"uri": str(directory / "out"), "mode": "overwrite"},
+        "steps": [{**STEP[task], "model": str(model), "input": "text", **(step or {})}],
+    }
+    path = directory / "job.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def lakelabel(job: Path) -> tuple[Run, dict[str, Any]]:
+    """``lakelabel run JOB`` as a user runs it; returns the run and the output's manifest."""
+    run = run_process([sys.executable, "-m", "jobs.cli", "run", str(job)])
+    spec = yaml.safe_load(job.read_text(encoding="utf-8"))
+    manifest = json.loads((Path(spec["output"]["uri"]) / "_SUCCESS").read_text(encoding="utf-8"))
+    return run, manifest
+
+
+def steady_rows_per_s(manifest: dict[str, Any]) -> tuple[float, int]:
+    """The step's rows/s from its first finished batch to its last (start-up and the first batch left out)."""
+    step = manifest["steps"][0]
+    rows = step["rows"] - step["first_batch_rows"]
+    span = step["last_batch_at"] - step["first_batch_at"]
+    if rows <= 0 or span <= 0:
+        raise ValueError("steady state needs at least two batches; use more rows or a smaller batch_size")
+    return rows / span, rows
+
+
+def recipe(task: str, model: Path, source: Path, out: Path) -> Run:
+    """The Ray Data recipe (``benchmarks.recipe``) in its own process."""
+    args = ["--model", str(model), "--task", task, "--input", str(source), "--output", str(out)]
+    return run_process([sys.executable, "-m", "benchmarks.recipe", *args])

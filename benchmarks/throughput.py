@@ -1,0 +1,171 @@
+"""Side-by-side throughput: the model's limit, the pipeline() loop, Ray Data's recipe and lakelabel, in one run.
+
+    python -m benchmarks.throughput                 # (make bench) 3,000 rows, classification and embeddings
+    python -m benchmarks.throughput --memory        # peak memory of a lakelabel job at 10,000 and 100,000 rows
+    python -m benchmarks.throughput --techniques    # the batching and placement choices, one at a time
+
+Every contender sees the same deterministic corpus (``benchmarks.corpus``) and the real MiniLM encoder; rates are
+printed with their ratio to the limit (a). The pipeline() loop runs over every fifth text (the same length mix);
+Ray's recipe and lakelabel run Parquet to Parquet as their own processes, start-up included, and lakelabel's
+steady state is taken between its first and last shard commits. ``--json`` writes every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from transformers.utils import logging as transformers_logging
+
+from benchmarks import baselines, job
+from benchmarks.baselines import Result
+from benchmarks.corpus import texts, write_shards
+from benchmarks.models import minilm, minilm_classifier, tiny_classifier
+
+SHARDS = 15
+
+
+def _model(task: str, work: Path, *, tiny: bool) -> Path:
+    if tiny:
+        return tiny_classifier(work / "tiny")
+    return minilm_classifier(work / "minilm-classifier") if task == "classification" else minilm()
+
+
+def _machine() -> str:
+    import torch  # noqa: PLC0415
+
+    cpu = platform.processor() or platform.machine()
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    return f"{os.cpu_count()} cores ({cpu}), torch {torch.__version__} with {torch.get_num_threads()} threads"
+
+
+def compare(task: str, rows: int, work: Path, *, tiny: bool, sweep_every: int, step: dict[str, Any]) -> list[Result]:
+    """(a) to (d) for one task over ``rows`` texts."""
+    model = _model(task, work, tiny=tiny)
+    corpus = texts(rows)
+    counts = baselines.token_counts(model, corpus)
+    tokens = sum(counts)
+    source = work / f"{task}-{rows}" / "in"
+    write_shards(source, rows, shard_rows=-(-rows // SHARDS))
+    results = [baselines.limit(model, task, corpus, tokens, sweep_every=sweep_every)]
+    _progress(task, results[-1])
+    loop_texts = baselines.sample(corpus, 5)
+    loop_tokens = sum(baselines.sample(counts, 5))
+    results.append(baselines.pipeline_loop(model, task, loop_texts, loop_tokens))
+    _progress(task, results[-1])
+    recipe = job.recipe(task, model, source, work / f"{task}-{rows}" / "recipe")
+    results.append(Result("c. Ray Data recipe", rows, tokens, recipe.seconds, "cores - 1 actors, start-up included"))
+    _progress(task, results[-1])
+    spec = job.job_file(source.parent, task, model, source, step=step)
+    run, manifest = job.lakelabel(spec)
+    steady, steady_rows = job.steady_rows_per_s(manifest)
+    steady_tokens = round(tokens * steady_rows / rows)
+    how = ", ".join(f"{key}: {value}" for key, value in step.items())
+    extra = {"peak_bytes": run.peak_bytes, "step": step}
+    results.append(Result("d. lakelabel, steady state", steady_rows, steady_tokens, steady_rows / steady, how, extra))
+    results.append(Result("d. lakelabel, start-up included", rows, tokens, run.seconds, "`lakelabel run`"))
+    _progress(task, results[-1])
+    return results
+
+
+def _progress(task: str, result: Result) -> None:
+    print(f"  {task}: {result.name}: {result.rows_per_s:.1f} rows/s ({result.detail})", flush=True)
+
+
+def render(task: str, results: list[Result]) -> str:
+    """The comparison as a Markdown table."""
+    limit = results[0].rows_per_s
+    lines = [
+        f"{task}:",
+        "| contender | rows/s | tokens/s | x limit | rows | how |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    lines += [
+        f"| {r.name} | {r.rows_per_s:.1f} | {r.tokens_per_s:.0f} | {r.rows_per_s / limit:.2f} | {r.rows} | {r.detail} |"
+        for r in results
+    ]
+    return "\n".join(lines)
+
+
+def memory(rows_list: list[int], work: Path, *, shard_rows: int, step: dict[str, Any]) -> list[dict[str, Any]]:
+    """Peak memory (PSS of the job's process tree) of the same lakelabel job at each input size."""
+    model = tiny_classifier(work / "tiny")
+    found = []
+    for rows in rows_list:
+        source = work / f"memory-{rows}" / "in"
+        write_shards(source, rows, shard_rows=shard_rows)
+        run, manifest = job.lakelabel(job.job_file(source.parent, "classification", model, source, step=step))
+        assert manifest["totals"]["rows_out"] == rows, manifest["totals"]
+        found.append({"rows": rows, "seconds": round(run.seconds, 1), "peak_mib": round(run.peak_bytes / 2**20, 1)})
+        print(f"{rows} rows: peak {found[-1]['peak_mib']} MiB (PSS, driver and workers), {found[-1]['seconds']} s")
+    return found
+
+
+def techniques(rows: int, work: Path, *, tiny: bool) -> dict[str, float]:
+    """Rows/s of each variant in ``benchmarks.techniques``, printed as a table."""
+    from benchmarks import techniques as variants  # noqa: PLC0415
+
+    model = _model("classification", work, tiny=tiny)
+    source = work / f"techniques-{rows}" / "in"
+    write_shards(source, rows, shard_rows=-(-rows // SHARDS))
+    found = {name: round(rate, 1) for name, rate in variants.measure(model, texts(rows), source, source.parent)}
+    print("| variant | rows/s |\n|---|---:|")
+    print("\n".join(f"| {name} | {rate} |" for name, rate in found.items()))
+    return found
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--rows", type=int, default=3000)
+    parser.add_argument("--tasks", nargs="+", choices=baselines.TASKS, default=list(baselines.TASKS))
+    parser.add_argument("--work", type=Path, help="working directory (default: a temporary one)")
+    parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument("--tiny", action="store_true", help="a tiny random model instead of MiniLM (smoke runs)")
+    parser.add_argument("--sweep-every", type=int, default=5, help="the limit's sweep uses every N-th text")
+    parser.add_argument(
+        "--step",
+        type=json.loads,
+        default={"concurrency": os.cpu_count() or 1, "batch_size": 512},
+        help="lakelabel step fields as JSON (default: one single-threaded actor per core, 512-row batches)",
+    )
+    parser.add_argument("--techniques", action="store_true", help="measure the choices behind the defaults instead")
+    parser.add_argument("--memory", action="store_true", help="peak memory at --memory-rows instead")
+    parser.add_argument("--memory-rows", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--shard-rows", type=int, default=2000, help="rows per shard in memory runs")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the comparison (or the memory runs) and print the tables."""
+    args = _parser().parse_args(argv)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # the jobs' processes inherit it
+    transformers_logging.set_verbosity_error()
+    work = args.work or Path(tempfile.mkdtemp(prefix="lakelabel-bench-"))
+    print(f"machine: {_machine()}\nwork: {work}")
+    report: dict[str, Any] = {"machine": _machine(), "rows": args.rows}
+    if args.techniques:
+        report["techniques"] = techniques(args.rows, work, tiny=args.tiny)
+    elif args.memory:
+        report["memory"] = memory(args.memory_rows, work, shard_rows=args.shard_rows, step=args.step)
+        peaks = [entry["peak_mib"] for entry in report["memory"]]
+        print(f"largest / smallest peak: {max(peaks) / min(peaks):.3f}")
+    else:
+        for task in args.tasks:
+            results = compare(task, args.rows, work, tiny=args.tiny, sweep_every=args.sweep_every, step=args.step)
+            print(render(task, results), flush=True)
+            report[task] = [{**vars(r), "rows_per_s": r.rows_per_s, "tokens_per_s": r.tokens_per_s} for r in results]
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
