@@ -30,6 +30,7 @@ class Run:
     seconds: float
     peak_bytes: int
     stdout: str
+    at_peak: dict[str, int]
 
 
 def run_process(args: list[str], env: dict[str, str] | None = None) -> Run:
@@ -43,7 +44,7 @@ def run_process(args: list[str], env: dict[str, str] | None = None) -> Run:
     seconds = time.perf_counter() - start
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} exited {process.returncode}:\n{stdout}\n{stderr[-4000:]}")
-    return Run(seconds, memory.peak, stdout)
+    return Run(seconds, memory.peak, stdout, memory.at_peak)
 
 
 def job_file(directory: Path, task: str, model: Path, source: Path, *, step: dict[str, Any] | None = None) -> Path:

@@ -49,6 +49,22 @@ def tree_pss(pid: int) -> int:
     return sum(_pss_bytes(process) for process in descendants(pid))
 
 
+def _name(pid: int) -> str:
+    try:
+        return (_PROC / str(pid) / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace").rsplit("/", 1)[-1]
+    except OSError:
+        return "?"
+
+
+def tree_breakdown(pid: int) -> dict[str, int]:
+    """Bytes of PSS of ``pid`` and its descendants now, summed by process name (``ray::MapWorker(...)``, ...)."""
+    found: dict[str, int] = {}
+    for process in descendants(pid):
+        name = _name(process)
+        found[name] = found.get(name, 0) + _pss_bytes(process)
+    return found
+
+
 class PeakMemory:
     """Samples ``tree_pss(pid)`` in a background thread until stopped; ``peak`` is the largest sample."""
 
@@ -56,6 +72,7 @@ class PeakMemory:
         self.pid = pid
         self.interval_s = interval_s
         self.peak = 0
+        self.at_peak: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -69,5 +86,7 @@ class PeakMemory:
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, tree_pss(self.pid))
+            breakdown = tree_breakdown(self.pid)
+            if sum(breakdown.values()) > self.peak:
+                self.peak, self.at_peak = sum(breakdown.values()), breakdown
             self._stop.wait(self.interval_s)

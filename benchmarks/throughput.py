@@ -104,8 +104,17 @@ def memory(rows_list: list[int], work: Path, *, shard_rows: int, step: dict[str,
         write_shards(source, rows, shard_rows=shard_rows)
         run, manifest = job.lakelabel(job.job_file(source.parent, "classification", model, source, step=step))
         assert manifest["totals"]["rows_out"] == rows, manifest["totals"]
-        found.append({"rows": rows, "seconds": round(run.seconds, 1), "peak_mib": round(run.peak_bytes / 2**20, 1)})
+        at_peak = {name: round(size / 2**20, 1) for name, size in sorted(run.at_peak.items(), key=lambda i: -i[1])}
+        found.append(
+            {
+                "rows": rows,
+                "seconds": round(run.seconds, 1),
+                "peak_mib": round(run.peak_bytes / 2**20, 1),
+                "at_peak": at_peak,
+            }
+        )
         print(f"{rows} rows: peak {found[-1]['peak_mib']} MiB (PSS, driver and workers), {found[-1]['seconds']} s")
+        print("  at the peak, MiB by process: " + ", ".join(f"{name} {size}" for name, size in at_peak.items()))
     return found
 
 

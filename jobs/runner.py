@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -46,7 +47,7 @@ from jobs.shards import ShardError
 from jobs.state import OutputExistsError, RunState, prepare, quarantine, write_manifest
 from jobs.summary import RunSummary, StepStats
 from operators import ERROR_COLUMN, Operator
-from operators.loading import use_cpus
+from operators.base import use_cpus
 
 if TYPE_CHECKING:
     import fsspec
@@ -81,6 +82,7 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+_IO_CPUS = 0.25  # reads and staging wait on storage, not on a core: four share one CPU slot
 _BLOCK_BYTES = 32 << 20  # target in-memory size of a read block
 
 
@@ -240,7 +242,11 @@ def _gpus(step_gpus: float | None, operator: Operator) -> float:
 
 def _pipeline(plan: Plan, shards: list[Shard], collector: Any) -> ray.data.Dataset:
     spec = plan.spec
-    dataset = ray.data.read_datasource(_ShardSource(plan, shards, collector))
+    # Reads and staging run a bounded number of tasks at a time, like the model pools: memory stays flat
+    # however many shards the job has.
+    io_tasks = max(2, *(step.concurrency[1] for step in spec.steps))
+    reads = max(1, min(io_tasks, len(shards)))  # one read task per shard
+    dataset = ray.data.read_datasource(_ShardSource(plan, shards, collector), num_cpus=_IO_CPUS, concurrency=reads)
     for step, operator in zip(spec.steps, plan.operators, strict=True):
         low, high = step.concurrency
         preparer = operator.preparer()
@@ -278,10 +284,13 @@ def _pipeline(plan: Plan, shards: list[Shard], collector: Any) -> ray.data.Datas
         },
         batch_format="pyarrow",
         batch_size=None,  # each block as it comes: a shard commits as soon as its last rows are staged
+        num_cpus=_IO_CPUS,
+        concurrency=io_tasks,
     )
 
 
 _commit = ray.remote(num_cpus=0, max_retries=3)(commit_shard)
+_COMMITS_IN_FLIGHT = 4
 
 
 def _process(plan: Plan, state: RunState, summary: RunSummary) -> list[ShardRecord]:
@@ -305,21 +314,29 @@ def _process(plan: Plan, state: RunState, summary: RunSummary) -> list[ShardReco
     coverage = Coverage({index: shard.rows for index, shard in enumerate(shards)})
     columns = [plan.output_columns(shard) for shard in shards]
     commits: dict[Any, int] = {}
+    queued: deque[int] = deque()
 
     def start(index: int) -> None:
         records[index].first_row_at = coverage.first_seen.get(index)
-        commits[_commit.remote(layout, records[index], columns[index])] = index
+        queued.append(index)
+        launch()
+
+    def launch() -> None:  # a bounded number of commits at a time: each is a worker process
+        while queued and len(commits) < _COMMITS_IN_FLIGHT:
+            index = queued.popleft()
+            commits[_commit.remote(layout, records[index], columns[index])] = index
 
     def collect(*, wait: bool) -> None:
         if not commits:
             return
-        done, _ = ray.wait(list(commits), num_returns=len(commits), timeout=None if wait else 0)
+        done, _ = ray.wait(list(commits), num_returns=1 if wait else len(commits), timeout=None if wait else 0)
         for ref in done:
             index = commits.pop(ref)
             records[index] = ray.get(ref)
             finished = sum(1 for r in records if r.committed_at)
             log.info("shard %s committed: %d rows, %d row error(s) (%d/%d)", records[index].key,
                      records[index].rows_out, records[index].row_errors, finished, len(shards))  # fmt: skip
+        launch()
 
     for index, shard in enumerate(shards):
         if shard.rows == 0:
@@ -329,7 +346,7 @@ def _process(plan: Plan, state: RunState, summary: RunSummary) -> list[ShardReco
             for index in coverage.add(staged):
                 start(index)
             collect(wait=False)
-        if commits:
+        while commits:
             collect(wait=True)
     except Exception as exc:
         raise JobFailedError(_reason(exc)) from exc

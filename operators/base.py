@@ -294,6 +294,13 @@ def prepared_column(step: str) -> str:
     return f"__lakelabel_prepared__{step}"
 
 
+def use_cpus(cpus: float) -> None:
+    """Run torch's CPU kernels on as many threads as the worker was given CPUs (at least one)."""
+    import torch  # noqa: PLC0415 - only model workers need torch; readers and writers import this module too
+
+    torch.set_num_threads(max(1, int(cpus)))
+
+
 def column_values(batch: pa.Table, name: str) -> list[Any]:
     """The values of column ``name``; ``a.b`` reads field ``b`` of struct column ``a`` (nested as deep as needed)."""
     if name in batch.column_names:

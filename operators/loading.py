@@ -26,11 +26,6 @@ class ModelLoadError(RuntimeError):
     """A model or tokenizer could not be loaded; the message names the model."""
 
 
-def use_cpus(cpus: float) -> None:
-    """Run torch's CPU kernels on as many threads as the worker was given CPUs (at least one)."""
-    torch.set_num_threads(max(1, int(cpus)))
-
-
 def resolve_device(preference: str = "auto") -> torch.device:
     """``auto`` picks the first CUDA device when one is present, else the CPU."""
     if preference == "auto":
