@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import torch
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
 from benchmarks.models import MAX_LENGTH
+from operators.text_batching import length_sorted_chunks
 
 TASKS = ("classification", "embeddings")
 PIPELINE_TASK = {"classification": "text-classification", "embeddings": "feature-extraction"}
@@ -58,21 +59,6 @@ def sample(texts: list[str], every: int) -> list[str]:
     return texts[::every]
 
 
-def _chunks(lengths: list[int], *, rows: int | None, budget: int | None) -> Iterator[list[int]]:
-    order = sorted(range(len(lengths)), key=lengths.__getitem__)
-    chunk: list[int] = []
-    for index in order:
-        full = (rows is not None and len(chunk) >= rows) or (
-            budget is not None and (len(chunk) + 1) * lengths[index] > budget
-        )
-        if chunk and full:
-            yield chunk
-            chunk = []
-        chunk.append(index)
-    if chunk:
-        yield chunk
-
-
 class Forward:
     """The model alone: tokenise, sort by length, pad each batch, forward, pool (embeddings)."""
 
@@ -90,7 +76,8 @@ class Forward:
         lengths = [len(row) for row in ids]
         outputs = [None] * len(texts)
         with self.mode():
-            for chunk in _chunks(lengths, rows=rows, budget=budget):
+            chunks = length_sorted_chunks(lengths, token_budget=budget or 1 << 62, max_rows=rows or len(lengths))
+            for chunk in chunks:
                 padded = self.tokenizer.pad({"input_ids": [ids[i] for i in chunk]}, return_tensors="pt")
                 if self.task == "classification":
                     values = self.model(**padded).logits.softmax(-1)

@@ -46,7 +46,7 @@ def _pss_bytes(pid: int) -> int:
 
 def tree_pss(pid: int) -> int:
     """Bytes of PSS of ``pid`` and its descendants now."""
-    return sum(_pss_bytes(process) for process in descendants(pid))
+    return sum(tree_breakdown(pid).values())
 
 
 def _name(pid: int) -> str:

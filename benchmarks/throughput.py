@@ -158,8 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # the jobs' processes inherit it
     transformers_logging.set_verbosity_error()
     work = args.work or Path(tempfile.mkdtemp(prefix="lakelabel-bench-"))
-    print(f"machine: {_machine()}\nwork: {work}")
-    report: dict[str, Any] = {"machine": _machine(), "rows": args.rows}
+    machine = _machine()
+    print(f"machine: {machine}\nwork: {work}")
+    report: dict[str, Any] = {"machine": machine, "rows": args.rows}
     if args.techniques:
         report["techniques"] = techniques(args.rows, work, tiny=args.tiny)
     elif args.memory:
