@@ -90,27 +90,27 @@ _BLOCK_BYTES = 32 << 20  # target in-memory size of a read block
 class _Collector:
     """Counters and node ids sent by every worker, and shards found unreadable while reading; read by the driver."""
 
-    def __init__(self) -> None:
-        self.stats: dict[str, list[float]] = {}
-        self.nodes: dict[str, set[str]] = {}
+    def __init__(self, tasks: dict[str, str]) -> None:
+        self.steps = {name: StepStats(name=name, task=task) for name, task in tasks.items()}
         self.unreadable: dict[int, str] = {}
 
     def add(self, name: str, rows: int, errors: int, seconds: float, node: str) -> None:
-        now = time.time()
-        # rows, row errors, busy seconds, batches, first batch done at, its rows, last batch done at
-        row = self.stats.setdefault(name, [0, 0, 0.0, 0, now, rows, now])
-        row[0] += rows
-        row[1] += errors
-        row[2] += seconds
-        row[3] += 1
-        row[6] = now
-        self.nodes.setdefault(name, set()).add(node)
+        step, now = self.steps[name], time.time()
+        if not step.batches:
+            step.first_batch_at, step.first_batch_rows = now, rows
+        step.last_batch_at = now
+        step.rows += rows
+        step.row_errors += errors
+        step.busy_seconds += seconds
+        step.batches += 1
+        if node not in step.nodes:
+            step.nodes = sorted([*step.nodes, node])
 
     def unreadable_shard(self, index: int, reason: str) -> None:
         self.unreadable.setdefault(index, reason)
 
-    def snapshot(self) -> tuple[dict[str, list[float]], dict[str, list[str]], dict[int, str]]:
-        return self.stats, {name: sorted(nodes) for name, nodes in self.nodes.items()}, self.unreadable
+    def snapshot(self) -> tuple[list[StepStats], dict[int, str]]:
+        return list(self.steps.values()), self.unreadable
 
 
 def _errors_from(batch: pa.Table, step: str | None) -> int:
@@ -299,7 +299,8 @@ def _process(plan: Plan, state: RunState, summary: RunSummary) -> list[ShardReco
     shards = state.pending
     # Pinned to the driver's node: losing a worker node must not take the counters with it.
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    collector = _Collector.options(scheduling_strategy=here).remote()
+    tasks = {step.output: step.task for step in plan.spec.steps}
+    collector = _Collector.options(scheduling_strategy=here).remote(tasks)
     records = [
         ShardRecord(
             key=layout.key(shard.path),
@@ -350,7 +351,7 @@ def _process(plan: Plan, state: RunState, summary: RunSummary) -> list[ShardReco
             collect(wait=True)
     except Exception as exc:
         raise JobFailedError(_reason(exc)) from exc
-    stats, nodes, unreadable = ray.get(collector.snapshot.remote())
+    steps, unreadable = ray.get(collector.snapshot.remote())
     for index, reason in unreadable.items():
         quarantine(layout, shards[index].path, reason)
         summary.quarantined.append((shards[index].path, reason))
@@ -359,22 +360,7 @@ def _process(plan: Plan, state: RunState, summary: RunSummary) -> list[ShardReco
             reason = f"{coverage.staged_rows(index)} of {shard.rows} row(s) came back from the pipeline"
             quarantine(layout, shard.path, reason)
             summary.quarantined.append((shard.path, reason))
-    for step in plan.spec.steps:
-        rows, errors, seconds, batches, first_at, first_rows, last_at = stats.get(step.output, [0, 0, 0.0, 0, 0, 0, 0])
-        summary.steps.append(
-            StepStats(
-                name=step.output,
-                task=step.task,
-                rows=int(rows),
-                row_errors=int(errors),
-                busy_seconds=float(seconds),
-                batches=int(batches),
-                nodes=nodes.get(step.output, []),
-                first_batch_at=float(first_at),
-                first_batch_rows=int(first_rows),
-                last_batch_at=float(last_at),
-            )
-        )
+    summary.steps.extend(steps)
     return [record for record in records if record.committed_at]
 
 
