@@ -55,9 +55,9 @@ def _window_variants(model: Path, corpus: list[str]) -> Iterator[tuple[str, floa
 
 
 PLACEMENTS = {
-    "1 actor, 2 CPUs (2 torch threads)": {"concurrency": 1, "num_cpus": 2, "batch_size": 512},
-    "2 actors, 1 CPU each, batches of 128": {"concurrency": 2, "batch_size": 128},
-    "2 actors, 1 CPU each, batches of 512": {"concurrency": 2, "batch_size": 512},
+    "1 actor, 2 CPUs (2 torch threads), batch_size unset": {"concurrency": 1, "num_cpus": 2},
+    "2 actors, 1 CPU each, batches of 512 (bundles of 3 shards, cut 512 + 88)": {"concurrency": 2, "batch_size": 512},
+    "2 actors, 1 CPU each, batch_size unset (one shard a batch)": {"concurrency": 2},
 }
 
 

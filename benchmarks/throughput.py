@@ -142,8 +142,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--step",
         type=json.loads,
-        default={"concurrency": os.cpu_count() or 1, "batch_size": 512},
-        help="lakelabel step fields as JSON (default: one single-threaded actor per core, 512-row batches)",
+        default={"concurrency": os.cpu_count() or 1},
+        help="lakelabel step fields as JSON (default: one single-threaded actor per core, batch_size unset)",
     )
     parser.add_argument("--techniques", action="store_true", help="measure the choices behind the defaults instead")
     parser.add_argument("--memory", action="store_true", help="peak memory at --memory-rows instead")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from jobs.blocks import batch_rows
 from jobs.layout import Layout
 from jobs.shards import Quarantined, Shard, ShardError, inspect_shards, refuse, shard_root
 from jobs.storage import filesystem
@@ -66,9 +67,10 @@ class Plan:
                     f"  stage prepare ({type(preparer).__name__}, decodes {operator.input_kind}): "
                     f"actors 1..{step.concurrency[1]}, cpus {preparer.resources().num_cpus:g} per actor, gpus 0"
                 )
+            batch = batch_rows(step, operator, [shard.rows for shard in self.shards])
             lines.append(
                 f"  stage model {step.model}\n"
-                f"    batch_size {step.rows_per_batch(operator)}, actors {step.concurrency[0]}..{step.concurrency[1]}, "
+                f"    batch_size {batch}, actors {step.concurrency[0]}..{step.concurrency[1]}, "
                 f"cpus {cpus:g} per actor, gpus {gpus}"
             )
         lines.append(f"errors -> {ERROR_COLUMN} [{ERROR_TYPE}]")

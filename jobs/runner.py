@@ -32,6 +32,7 @@ from ray.data.block import BlockMetadata
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from typing_extensions import override
 
+from jobs.blocks import batch_rows
 from jobs.commit import (
     CommitError,
     Coverage,
@@ -245,6 +246,7 @@ def _pipeline(plan: Plan, shards: list[Shard], collector: Any) -> ray.data.Datas
     # Reads and staging run a bounded number of tasks at a time, like the model pools: memory stays flat
     # however many shards the job has.
     io_tasks = max(2, *(step.concurrency[1] for step in spec.steps))
+    rows = [shard.rows for shard in shards]
     reads = max(1, min(io_tasks, len(shards)))  # one read task per shard
     dataset = ray.data.read_datasource(_ShardSource(plan, shards, collector), num_cpus=_IO_CPUS, concurrency=reads)
     for step, operator in zip(spec.steps, plan.operators, strict=True):
@@ -255,7 +257,7 @@ def _pipeline(plan: Plan, shards: list[Shard], collector: Any) -> ray.data.Datas
                 _PrepareWorker,
                 fn_constructor_kwargs={"preparer": preparer},
                 batch_format="pyarrow",
-                batch_size=step.rows_per_batch(operator),
+                batch_size=batch_rows(step, operator, rows),
                 compute=ActorPoolStrategy(min_size=1, max_size=high),
                 num_cpus=preparer.resources().num_cpus,
                 num_gpus=0,
@@ -268,7 +270,7 @@ def _pipeline(plan: Plan, shards: list[Shard], collector: Any) -> ray.data.Datas
             _StepWorker,
             fn_constructor_kwargs={"operator": operator, "collector": collector},
             batch_format="pyarrow",
-            batch_size=step.rows_per_batch(operator),
+            batch_size=batch_rows(step, operator, rows),
             compute=ActorPoolStrategy(min_size=low, max_size=high, max_tasks_in_flight_per_actor=in_flight),
             num_cpus=step.num_cpus if step.num_cpus is not None else operator.resources().num_cpus,
             num_gpus=gpus,

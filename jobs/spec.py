@@ -57,7 +57,7 @@ class StepSpec:
     output: str
     options: dict[str, Any] = field(default_factory=dict)
     batch_size: int | None = None
-    """Rows per batch; ``None``: the operator's own default."""
+    """Rows per batch; ``None``: sized by ``jobs.blocks.batch_rows``."""
     num_gpus: float | None = None
     num_cpus: float | None = None
     concurrency: tuple[int, int] = (1, 1)
@@ -66,10 +66,6 @@ class StepSpec:
     revision: str | None = None
     trust_remote_code: bool = False
     use_safetensors: bool = True
-
-    def rows_per_batch(self, operator: Operator) -> int:
-        """Rows per batch handed to this step's actors: the job's ``batch_size``, else the operator's default."""
-        return self.batch_size or operator.batch_size
 
     def operator(self) -> Operator:
         """Build the (cheap, picklable) operator for this step; loads no model."""
