@@ -82,3 +82,8 @@ def recipe(task: str, model: Path, source: Path, out: Path) -> Run:
     """The Ray Data recipe (``benchmarks.recipe``) in its own process."""
     args = ["--model", str(model), "--task", task, "--input", str(source), "--output", str(out)]
     return run_process([sys.executable, "-m", "benchmarks.recipe", *args])
+
+
+def floor(task: str, model: Path) -> Run:
+    """``benchmarks.floor`` in its own process: Ray started, the model loaded on one actor per core, Ray stopped."""
+    return run_process([sys.executable, "-m", "benchmarks.floor", "--model", str(model), "--task", task])

@@ -73,7 +73,30 @@ def compare(task: str, rows: int, work: Path, *, tiny: bool, sweep_every: int, s
     results.append(Result("d. lakelabel, steady state", steady_rows, steady_tokens, steady_rows / steady, how, extra))
     results.append(Result("d. lakelabel, start-up included", rows, tokens, run.seconds, "`lakelabel run`"))
     _progress(task, results[-1])
+    results.append(_fixed_cost(task, model, work / f"{task}-fixed", step=step, limit=results[0], tokens=tokens))
+    _progress(task, results[-1])
     return results
+
+
+def _fixed_cost(task: str, model: Path, work: Path, *, step: dict[str, Any], limit: Result, tokens: int) -> Result:
+    """What a job costs besides its rows, and the best any Ray job could do with start-up included.
+
+    The bare cost is a Ray Data job that only starts Ray and loads the model on each actor (``benchmarks.floor``);
+    ``lakelabel run`` over one row per actor is shown beside it.
+    """
+    bare = job.floor(task, model).seconds
+    concurrency = step.get("concurrency", 1)
+    actors = int(concurrency[1] if isinstance(concurrency, list) else concurrency)
+    source = work / "in"
+    write_shards(source, actors, shard_rows=1)
+    fixed, _ = job.lakelabel(job.job_file(work, task, model, source, step=step))
+    seconds = limit.rows / limit.rows_per_s + bare
+    detail = (
+        f"the limit's time for {limit.rows} rows plus {bare:.1f} s for Ray's start, {actors} actor(s) loading the "
+        f"model and Ray's stop (`lakelabel run` over {actors} row(s): {fixed.seconds:.1f} s)"
+    )
+    extra = {"bare_seconds": bare, "lakelabel_fixed_seconds": fixed.seconds}
+    return Result("e. ceiling with start-up for any Ray job", limit.rows, tokens, seconds, detail, extra)
 
 
 def _progress(task: str, result: Result) -> None:

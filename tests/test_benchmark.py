@@ -1,4 +1,4 @@
-"""The throughput harness on a tiny input: it runs all four contenders and reports what it measured.
+"""The throughput harness on a tiny input: it runs every contender and reports what it measured.
 
 Behaviour only: no timing is asserted (the figures themselves come from ``make bench`` on a quiet machine).
 """
@@ -27,6 +27,7 @@ NAMES = [
     "c. Ray Data recipe",
     "d. lakelabel, steady state",
     "d. lakelabel, start-up included",
+    "e. ceiling with start-up for any Ray job",
 ]
 
 
@@ -95,6 +96,11 @@ def test_the_harness_prints_all_four_side_by_side(tmp_path: Path) -> None:
     assert results[3]["extra"]["peak_bytes"] > 0
     out = tmp_path / "classification-48" / "out"
     assert sum(pq.read_table(path).num_rows for path in out.glob("part-*.parquet")) == 48
+    ceiling = results[5]
+    assert ceiling["extra"]["bare_seconds"] > 0
+    assert ceiling["seconds"] > results[0]["seconds"]  # the limit's time plus Ray's fixed cost
+    fixed_out = tmp_path / "classification-fixed" / "out"
+    assert sum(pq.read_table(path).num_rows for path in fixed_out.glob("part-*.parquet")) == 1  # one row per actor
 
 
 def test_the_memory_runs_report_a_peak_per_size(tmp_path: Path) -> None:

@@ -1,0 +1,45 @@
+"""The fixed cost of any Ray Data job that loads a model once per actor: start Ray, start one actor per core that
+loads the model, pass one row through each, shut Ray down. Run as its own process (``python -m benchmarks.floor``)
+and timed from outside, so interpreter start and exit count too; no lakelabel code is involved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import ray
+
+from benchmarks.baselines import PIPELINE_TASK
+
+
+class Loaded:
+    """An actor that loads the model (as lakelabel's and the recipe's actors do) and returns its batch."""
+
+    def __init__(self, model: str, task: str) -> None:
+        from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer  # noqa: PLC0415
+
+        classes = {"text-classification": AutoModelForSequenceClassification, "feature-extraction": AutoModel}
+        self.model = classes[PIPELINE_TASK[task]].from_pretrained(model)
+        self.tokenizer = AutoTokenizer.from_pretrained(model)
+
+    def __call__(self, batch: dict) -> dict:
+        return batch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--task", required=True)
+    args = parser.parse_args()
+    actors = os.cpu_count() or 1
+    ray.init(num_cpus=actors, include_dashboard=False, log_to_driver=False)
+    dataset = ray.data.range(actors, override_num_blocks=actors).map_batches(
+        Loaded, fn_constructor_kwargs={"model": args.model, "task": args.task}, concurrency=actors, batch_size=None
+    )
+    dataset.materialize()
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()
