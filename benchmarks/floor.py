@@ -32,7 +32,10 @@ def main() -> None:
     actors = os.cpu_count() or 1
     ray.init(num_cpus=actors, include_dashboard=False, log_to_driver=False)
     dataset = ray.data.range(actors, override_num_blocks=actors).map_batches(
-        Loaded, fn_constructor_kwargs={"model": args.model, "task": args.task}, concurrency=actors, batch_size=None
+        Loaded,
+        fn_constructor_kwargs={"model": args.model, "task": args.task},
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        batch_size=None,
     )
     dataset.materialize()
     ray.shutdown()

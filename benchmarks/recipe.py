@@ -1,8 +1,8 @@
 """Ray Data's documented batch-inference recipe, Parquet to Parquet: a callable class wrapping ``pipeline()``.
 
-``read_parquet`` -> ``map_batches(Predictor, concurrency=N, batch_size=64)`` -> ``write_parquet``, as in Ray's
-"End-to-end: Offline Batch Inference" guide, with N = cores - 1: with one actor per core (1 CPU each) the read
-tasks get no CPU and the job stalls. Run as its own process (``python -m benchmarks.recipe``) so it starts its own
+``read_parquet`` -> ``map_batches(Predictor, compute=ActorPoolStrategy(size=N), batch_size=64)`` ->
+``write_parquet``, as in Ray's "End-to-end: Offline Batch Inference" guide, with N = cores - 1: with one actor per
+core (1 CPU each) the read tasks get no CPU and the job stalls. Run as its own process (``python -m benchmarks.recipe``) so it starts its own
 Ray, as a user's script would.
 """
 
@@ -52,7 +52,10 @@ def main() -> None:
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     dataset = ray.data.read_parquet(args.input)
     dataset = dataset.map_batches(
-        Predictor, fn_constructor_kwargs={"model": args.model, "task": args.task}, concurrency=ACTORS, batch_size=64
+        Predictor,
+        fn_constructor_kwargs={"model": args.model, "task": args.task},
+        compute=ray.data.ActorPoolStrategy(size=ACTORS),
+        batch_size=64,
     )
     dataset.write_parquet(args.output)
     print(json.dumps({"seconds": time.perf_counter() - start}))

@@ -26,6 +26,7 @@ from benchmarks import baselines, job
 from benchmarks.baselines import Result
 from benchmarks.corpus import texts, write_shards
 from benchmarks.models import minilm, minilm_classifier, tiny_classifier
+from jobs.spec import load_spec
 
 SHARDS = 15
 
@@ -73,20 +74,22 @@ def compare(task: str, rows: int, work: Path, *, tiny: bool, sweep_every: int, s
     results.append(Result("d. lakelabel, steady state", steady_rows, steady_tokens, steady_rows / steady, how, extra))
     results.append(Result("d. lakelabel, start-up included", rows, tokens, run.seconds, "`lakelabel run`"))
     _progress(task, results[-1])
-    results.append(_fixed_cost(task, model, work / f"{task}-fixed", step=step, limit=results[0], tokens=tokens))
+    actors = load_spec(spec).steps[0].concurrency[1]
+    fixed = _fixed_cost(task, model, work / f"{task}-fixed", step=step, actors=actors, limit=results[0], tokens=tokens)
+    results.append(fixed)
     _progress(task, results[-1])
     return results
 
 
-def _fixed_cost(task: str, model: Path, work: Path, *, step: dict[str, Any], limit: Result, tokens: int) -> Result:
+def _fixed_cost(
+    task: str, model: Path, work: Path, *, step: dict[str, Any], actors: int, limit: Result, tokens: int
+) -> Result:
     """What a job costs besides its rows, and the best any Ray job could do with start-up included.
 
     The bare cost is a Ray Data job that only starts Ray and loads the model on each actor (``benchmarks.floor``);
     ``lakelabel run`` over one row per actor is shown beside it.
     """
     bare = job.floor(task, model).seconds
-    concurrency = step.get("concurrency", 1)
-    actors = int(concurrency[1] if isinstance(concurrency, list) else concurrency)
     source = work / "in"
     write_shards(source, actors, shard_rows=1)
     fixed, _ = job.lakelabel(job.job_file(work, task, model, source, step=step))

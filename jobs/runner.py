@@ -27,7 +27,7 @@ if not os.environ.get("RAY_ADDRESS"):
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import ray
-from ray.data import ActorPoolStrategy, Datasource, ReadTask
+from ray.data import ActorPoolStrategy, Datasource, ReadTask, TaskPoolStrategy
 from ray.data.block import BlockMetadata
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from typing_extensions import override
@@ -287,7 +287,7 @@ def _pipeline(plan: Plan, shards: list[Shard], collector: Any) -> ray.data.Datas
         batch_format="pyarrow",
         batch_size=None,  # each block as it comes: a shard commits as soon as its last rows are staged
         num_cpus=_IO_CPUS,
-        concurrency=io_tasks,
+        compute=TaskPoolStrategy(size=io_tasks),
     )
 
 
