@@ -2,8 +2,8 @@
 
 ``read_parquet`` -> ``map_batches(Predictor, compute=ActorPoolStrategy(size=N), batch_size=64)`` ->
 ``write_parquet``, as in Ray's "End-to-end: Offline Batch Inference" guide, with N = cores - 1: with one actor per
-core (1 CPU each) the read tasks get no CPU and the job stalls. Run as its own process (``python -m benchmarks.recipe``) so it starts its own
-Ray, as a user's script would.
+core (1 CPU each) the read tasks get no CPU and the job stalls. Run as its own process (``python -m
+benchmarks.recipe``) so it starts its own Ray, as a user's script would.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from operators.loading import ModelLoadError
+from operators.base import ModelLoadError
 from operators.media import MediaError, media_bytes
 
 if TYPE_CHECKING:

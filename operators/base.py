@@ -44,6 +44,10 @@ Prepared = dict[str, np.ndarray]
 """One row after a ``Preparer``: named arrays (pixel values, a waveform, an original size, ...)."""
 
 
+class ModelLoadError(RuntimeError):
+    """A model or tokenizer could not be loaded; the message names the model."""
+
+
 class OptionError(ValueError):
     """A step's ``options`` hold an unknown key or a value the task cannot use."""
 

@@ -35,7 +35,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 from typing_extensions import override
 
-from operators.base import Operator, OptionError, equal_lists
+from operators.base import ModelLoadError, Operator, OptionError, equal_lists
 from operators.generation_options import (
     GENERATE_DEFAULTS,
     check_generate_options,
@@ -43,7 +43,7 @@ from operators.generation_options import (
     generate_settings,
     rows_per_output,
 )
-from operators.loading import ModelLoadError, load_config, load_model, load_tokenizer
+from operators.loading import load_config, load_model, load_tokenizer
 from operators.text_batching import length_sorted_chunks
 
 TOKEN_BUDGET = 16384

@@ -28,8 +28,8 @@ import torch
 from PIL import Image, ImageOps
 from typing_extensions import override
 
-from operators.base import Prepared, Preparer
-from operators.loading import ModelLoadError, load_config
+from operators.base import ModelLoadError, Prepared, Preparer
+from operators.loading import load_config
 from operators.media import MediaError, media_bytes
 
 if TYPE_CHECKING:

@@ -14,16 +14,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig
 
+from operators.base import ModelLoadError
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from operators.base import OperatorConfig
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-class ModelLoadError(RuntimeError):
-    """A model or tokenizer could not be loaded; the message names the model."""
 
 
 def resolve_device(preference: str = "auto") -> torch.device:

@@ -17,9 +17,9 @@ import pyarrow as pa
 import torch
 from typing_extensions import override
 
-from operators.base import Operator, OptionError, Prepared, Preparer
+from operators.base import ModelLoadError, Operator, OptionError, Prepared, Preparer
 from operators.image_io import ImagePreparer, accepts_pixel_mask, load_image_processor, model_inputs, shape_batches
-from operators.loading import ModelLoadError, load_model
+from operators.loading import load_model
 
 BOX = pa.struct([("xmin", pa.int32()), ("ymin", pa.int32()), ("xmax", pa.int32()), ("ymax", pa.int32())])
 DETECTION = pa.struct([("score", pa.float32()), ("label", pa.string()), ("box", BOX)])

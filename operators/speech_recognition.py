@@ -39,8 +39,8 @@ from operators.audio_io import (
     pad_stack,
     pads_exactly,
 )
-from operators.base import Operator, OptionError, Prepared, Preparer
-from operators.loading import ModelLoadError, load_config, load_model, load_tokenizer, resolve_device
+from operators.base import ModelLoadError, Operator, OptionError, Prepared, Preparer
+from operators.loading import load_config, load_model, load_tokenizer, resolve_device
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -240,7 +240,7 @@ def test_options_the_model_cannot_honour_are_refused_at_setup(
 
 
 def test_a_model_that_is_neither_whisper_nor_ctc_is_refused(tmp_path) -> None:
-    from operators.loading import ModelLoadError
+    from operators.base import ModelLoadError
 
     classifier = tiny_audio.build_audio_classifier(tmp_path / "classifier")
     with pytest.raises(ModelLoadError, match="runs Whisper or CTC models"):

@@ -18,9 +18,9 @@ import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, GenerationConfig, pipeline
 
 from operators import ERROR_COLUMN, OperatorConfig, OptionError
+from operators.base import ModelLoadError
 from operators.generation import Summarization, TextGeneration, Translation
 from operators.generation_options import DEFAULT_MAX_NEW_TOKENS, default_max_new_tokens
-from operators.loading import ModelLoadError
 from tests import tiny_generation
 
 LONG = (

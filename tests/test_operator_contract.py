@@ -120,7 +120,7 @@ def test_declared_resources_ask_for_a_gpu_and_output_types_are_arrow(models: dic
 def test_pickled_weights_are_refused_by_default(models: dict[str, str], tmp_path) -> None:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from operators.loading import ModelLoadError
+    from operators.base import ModelLoadError
 
     legacy = tmp_path / "legacy"
     model = AutoModelForSequenceClassification.from_pretrained(models["classifier"])
@@ -133,7 +133,7 @@ def test_pickled_weights_are_refused_by_default(models: dict[str, str], tmp_path
 
 
 def test_a_missing_model_names_the_model(tmp_path) -> None:
-    from operators.loading import ModelLoadError
+    from operators.base import ModelLoadError
 
     with pytest.raises(ModelLoadError, match=str(tmp_path / "nowhere")):
         make("text-classification", str(tmp_path / "nowhere")).setup()

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -148,3 +150,11 @@ def test_a_step_may_read_a_field_of_an_earlier_struct_output() -> None:
 def test_a_struct_field_of_the_source_needs_only_its_column() -> None:
     spec = parse_spec(job(input={"uri": "/in"}, steps=[step(input="meta.body")]))
     assert spec.source_columns() == ["meta"]
+
+
+def test_the_cli_starts_without_torch_transformers_or_ray() -> None:
+    """``lakelabel --help`` and ``status`` answer at once: the heavy packages load only for what needs them."""
+    probe = "import sys, jobs.cli; print(sorted({'torch', 'transformers', 'ray'} & set(sys.modules)))"
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
