@@ -249,15 +249,17 @@ def _pipeline(plan: Plan, shards: list[Shard], collector: Any) -> ray.data.Datas
     rows = [shard.rows for shard in shards]
     reads = max(1, min(io_tasks, len(shards)))  # one read task per shard
     dataset = ray.data.read_datasource(_ShardSource(plan, shards, collector), num_cpus=_IO_CPUS, concurrency=reads)
+    batch = 1
     for step, operator in zip(spec.steps, plan.operators, strict=True):
         low, high = step.concurrency
+        batch = batch_rows(step, operator, rows)
         preparer = operator.preparer()
         if preparer is not None:
             dataset = dataset.map_batches(
                 _PrepareWorker,
                 fn_constructor_kwargs={"preparer": preparer},
                 batch_format="pyarrow",
-                batch_size=batch_rows(step, operator, rows),
+                batch_size=batch,
                 compute=ActorPoolStrategy(min_size=1, max_size=high),
                 num_cpus=preparer.resources().num_cpus,
                 num_gpus=0,
@@ -270,12 +272,13 @@ def _pipeline(plan: Plan, shards: list[Shard], collector: Any) -> ray.data.Datas
             _StepWorker,
             fn_constructor_kwargs={"operator": operator, "collector": collector},
             batch_format="pyarrow",
-            batch_size=batch_rows(step, operator, rows),
+            batch_size=batch,
             compute=ActorPoolStrategy(min_size=low, max_size=high, max_tasks_in_flight_per_actor=in_flight),
             num_cpus=step.num_cpus if step.num_cpus is not None else operator.resources().num_cpus,
             num_gpus=gpus,
         )
     layout = plan.layout
+    stages = max(1, min(io_tasks, math.ceil(sum(rows) / batch)))  # the last step's batches are staging's blocks
     return dataset.map_batches(
         _stage,
         fn_kwargs={
@@ -287,7 +290,7 @@ def _pipeline(plan: Plan, shards: list[Shard], collector: Any) -> ray.data.Datas
         batch_format="pyarrow",
         batch_size=None,  # each block as it comes: a shard commits as soon as its last rows are staged
         num_cpus=_IO_CPUS,
-        compute=TaskPoolStrategy(size=io_tasks),
+        compute=TaskPoolStrategy(size=stages),
     )
 
 
