@@ -34,16 +34,16 @@ from typing_extensions import override
 
 from operators.audio_io import (
     length_batches,
-    load_audio,
     load_feature_extractor,
     pad_stack,
     pads_exactly,
 )
-from operators.base import ModelLoadError, Operator, OptionError, Prepared, Preparer
+from operators.base import Operator, OptionError, Prepared, Preparer
 from operators.loading import load_config, load_model, load_tokenizer, resolve_device
+from operators.speech_chunks import SpeechPreparer, align_to_samples, engine_class, is_number, model_kind, strides
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    pass
 
 TIMESTAMPED = pa.struct([("text", pa.string()), ("timestamp", pa.list_(pa.float64()))])
 TRANSCRIPT = pa.struct([("text", pa.string()), ("chunks", pa.list_(TIMESTAMPED))])
@@ -53,40 +53,11 @@ TASKS = ("transcribe", "translate")
 WHISPER_BATCH = 16
 """Whisper chunks per ``generate`` call (each is a fixed 30 s of log-mel features)."""
 
-FASTER_WHISPER_RATE = 16_000
-"""faster-whisper's input rate, where its engine class does not state one."""
-
 _WHISPER_PROMPT = 4  # <|startoftranscript|> <|lang|> <|task|> <|notimestamps|>
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
-def _strides(stride_length_s: Any, chunk_length_s: float) -> tuple[float, float]:
-    """``stride_length_s`` as (left, right) seconds; the pipeline's default is a sixth of the chunk each side."""
-    if stride_length_s is None:
-        stride_length_s = chunk_length_s / 6
-    if _is_number(stride_length_s):
-        return float(stride_length_s), float(stride_length_s)
-    left, right = stride_length_s
-    return float(left), float(right)
-
-
-def _model_kind(model_config: Any, model: str) -> str:
-    """``whisper`` or ``ctc``; any other speech model is refused with the model named."""
-    if model_config.model_type == "whisper":
-        return "whisper"
-    if any(str(name).endswith("ForCTC") for name in model_config.architectures or ()):
-        return "ctc"
-    raise ModelLoadError(
-        f"model '{model}' ({model_config.model_type}): automatic-speech-recognition runs Whisper or CTC models"
-        " (e.g. Wav2Vec2ForCTC) with engine 'transformers'"
-    )
 
 
 def _language_token(language: str) -> str:
@@ -97,12 +68,6 @@ def _language_token(language: str) -> str:
     if language.startswith("<|"):
         return language
     return f"<|{TO_LANGUAGE_CODE.get(language, language)}|>"
-
-
-def _engine_class() -> Any:
-    from operators.faster_whisper_engine import FasterWhisperEngine  # noqa: PLC0415 - only that engine needs it
-
-    return FasterWhisperEngine
 
 
 class SpeechRecognition(Operator):
@@ -155,14 +120,14 @@ class SpeechRecognition(Operator):
 
     def _validate_chunking(self) -> None:
         chunk, stride = self.options["chunk_length_s"], self.options["stride_length_s"]
-        if chunk is not None and (not _is_number(chunk) or chunk <= 0):
+        if chunk is not None and (not is_number(chunk) or chunk <= 0):
             raise self._refuse("chunk_length_s", f"must be a positive number of seconds or null, not {chunk!r}")
         if stride is None:
             return
-        pair = isinstance(stride, list | tuple) and len(stride) == 2 and all(_is_number(s) for s in stride)
-        if not (_is_number(stride) or pair) or min(_strides(stride, 0.0)) < 0:
+        pair = isinstance(stride, list | tuple) and len(stride) == 2 and all(is_number(s) for s in stride)
+        if not (is_number(stride) or pair) or min(strides(stride, 0.0)) < 0:
             raise self._refuse("stride_length_s", f"must be seconds >= 0, or [left, right] seconds, not {stride!r}")
-        if chunk is not None and sum(_strides(stride, chunk)) >= chunk:
+        if chunk is not None and sum(strides(stride, chunk)) >= chunk:
             raise self._refuse("stride_length_s", "must leave room in chunk_length_s (left + right < chunk)")
 
     @override
@@ -177,14 +142,14 @@ class SpeechRecognition(Operator):
     @override
     def load(self) -> None:
         if self.options["engine"] == "faster-whisper":
-            self.engine = _engine_class()(
+            self.engine = engine_class()(
                 self.config.model,
                 device=str(resolve_device(self.config.device)),
                 compute_type=self.options["compute_type"],
                 options=dict(self.options),
             )
             return
-        self.kind = _model_kind(load_config(self.config), self.config.model)
+        self.kind = model_kind(load_config(self.config), self.config.model)
         self.feature_extractor = load_feature_extractor(self.config)
         self.tokenizer = load_tokenizer(self.config)
         if self.kind == "whisper":
@@ -243,7 +208,7 @@ class SpeechRecognition(Operator):
         for option in ("language", "max_new_tokens", "num_beams", "task"):
             if option in self.config.options and self.config.options[option] != self.defaults[option]:
                 raise self._refuse(option, f"does not apply to the CTC model '{self.config.model}'")
-        self.align_to = _align_to(self.model.config, self.feature_extractor)
+        self.align_to = align_to_samples(self.model.config, self.feature_extractor)
         self.pad = pads_exactly(self.model.config, self.feature_extractor) and hasattr(
             self.model, "_get_feat_extract_output_lengths"
         )
@@ -359,14 +324,6 @@ class SpeechRecognition(Operator):
         return {"text": text, "chunks": chunks}
 
 
-def _align_to(model_config: Any, feature_extractor: Any) -> int:
-    """Input samples per output frame of a CTC model (the pipeline's ``_align_to``)."""
-    align_to = getattr(model_config, "inputs_to_logits_ratio", 1)
-    if model_config.model_type == "lasr_ctc":
-        align_to *= feature_extractor.hop_length
-    return int(align_to)
-
-
 def _whisper_output(generated: Any, position: int, *, word: bool) -> dict[str, Any]:
     """One chunk's ``generate`` result as the pipeline's ``_forward`` hands it to ``_decode_asr``."""
     if word:
@@ -392,87 +349,3 @@ def _transcript(row: dict[str, Any]) -> dict[str, Any]:
             for chunk in chunks
         ]
     return {"text": row["text"], "chunks": chunks}
-
-
-class SpeechPreparer(Preparer):
-    """Decodes a recording to the model's rate and cuts it into the pipeline's chunks, features per chunk.
-
-    Prepared arrays: ``inputs`` (Whisper: ``[chunks, mel, frames]`` log-mel features, with ``attention_mask``;
-    CTC: the chunks' inputs joined along time, with their ``lengths``), ``stride`` (``[chunks, 3]`` samples of
-    chunk length, left and right overlap; only when chunked); with faster-whisper only ``waveform``.
-    """
-
-    @override
-    def load(self) -> None:
-        options = self.operator.options
-        if options["engine"] == "faster-whisper":
-            self.kind = "waveform"
-            self.sampling_rate = int(getattr(_engine_class(), "sampling_rate", FASTER_WHISPER_RATE))
-            return
-        model_config = load_config(self.config)
-        self.kind = _model_kind(model_config, self.config.model)
-        self.feature_extractor = load_feature_extractor(self.config)
-        self.sampling_rate = int(self.feature_extractor.sampling_rate)
-        self.align_to = _align_to(model_config, self.feature_extractor) if self.kind == "ctc" else 1
-        chunk = options["chunk_length_s"]
-        if chunk is None and self.kind == "whisper":
-            chunk = self.feature_extractor.chunk_length
-        self.chunk_length_s = chunk
-        if chunk is not None:
-            self.chunking = self._samples(chunk, _strides(options["stride_length_s"], chunk))
-
-    def _samples(self, chunk: float, strides: tuple[float, float]) -> tuple[int, int, int]:
-        """The pipeline's chunk and stride lengths in samples, aligned to the model's frame."""
-        align, rate = self.align_to, self.sampling_rate
-        chunk_len = round(chunk * rate / align) * align
-        left, right = (round(stride * rate / align) * align for stride in strides)
-        if chunk_len <= left + right:
-            raise OptionError(
-                f"step '{self.config.output}': option stride_length_s must leave room in chunk_length_s"
-                f" ({left} + {right} samples of stride in a chunk of {chunk_len})"
-            )
-        return int(chunk_len), int(left), int(right)
-
-    @override
-    def prepare(self, value: Any) -> Prepared:
-        waveform = load_audio(value, self.sampling_rate)
-        if self.kind == "waveform":
-            return {"waveform": waveform}
-        chunked = self.chunk_length_s is not None and (
-            self.operator.options["chunk_length_s"] is not None or waveform.shape[0] > self.feature_extractor.n_samples
-        )
-        pieces = list(self._chunks(waveform)) if chunked else [self._features(waveform)]
-        main = self.feature_extractor.model_input_names[0]
-        prepared: Prepared = {}
-        if self.kind == "whisper":
-            prepared["inputs"] = np.concatenate([piece[main] for piece in pieces])
-            prepared["attention_mask"] = np.concatenate([piece["attention_mask"] for piece in pieces])
-        else:
-            prepared["inputs"] = np.concatenate([piece[main][0] for piece in pieces])
-            prepared["lengths"] = np.array([piece[main].shape[1] for piece in pieces], dtype=np.int64)
-        if chunked:
-            prepared["stride"] = np.array([piece["stride"] for piece in pieces], dtype=np.int64)
-        return prepared
-
-    def _features(self, waveform: np.ndarray) -> dict[str, Any]:
-        processed = self.feature_extractor(
-            waveform, sampling_rate=self.sampling_rate, return_tensors="np", return_attention_mask=True
-        )
-        return dict(processed)
-
-    def _chunks(self, waveform: np.ndarray) -> Iterator[dict[str, Any]]:
-        """The pipeline's ``chunk_iter``: overlapping chunks, features per chunk, a chunk inside the stride dropped."""
-        chunk_len, left, right = self.chunking
-        step = chunk_len - left - right
-        total = waveform.shape[0]
-        for start in range(0, total, step):
-            end = start + chunk_len
-            chunk = waveform[start:end]
-            stride_left = 0 if start == 0 else left
-            is_last = end >= total
-            if chunk.shape[0] > stride_left:
-                piece = self._features(chunk)
-                piece["stride"] = (chunk.shape[0], stride_left, 0 if is_last else right)
-                yield piece
-            if is_last:
-                break
