@@ -30,12 +30,9 @@ import pyarrow as pa
 from safetensors.numpy import load as load_arrays
 from safetensors.numpy import save as save_arrays
 
+from operators.columns import add_errors, column_values, scatter, set_column
+
 log = logging.getLogger("lakelabel")
-
-ERROR_COLUMN = "lakelabel_errors"
-"""Per-row errors of every step: ``list<struct<step: string, message: string>>``, empty when the row is clean."""
-
-ERROR_TYPE = pa.list_(pa.struct([("step", pa.string()), ("message", pa.string())]))
 
 INPUT_KINDS = ("text", "image", "audio")
 """What an operator's input column holds: strings, or encoded media (bytes, or ``struct<bytes, path>``)."""
@@ -205,9 +202,9 @@ class Operator(ABC):
             rows = [i for i, blob in enumerate(blobs) if blob is not None]
             items = [load_arrays(blobs[i]) for i in rows]
         annotated = self._annotate_isolating(items, rows, errors)
-        column = _scatter(annotated, rows, batch.num_rows, self.output_type())
-        batch = _set_column(batch, self.config.output, column)
-        return _add_errors(batch, self.config.output, errors)
+        column = scatter(annotated, rows, batch.num_rows, self.output_type())
+        batch = set_column(batch, self.config.output, column)
+        return add_errors(batch, self.config.output, errors)
 
     def _preparer(self) -> Preparer | None:
         if not hasattr(self, "_inline_preparer"):
@@ -289,8 +286,8 @@ class Preparer(ABC):
                     reason = f"{type(exc).__name__}: {exc}"
             errors[i] = reason
             blobs.append(None)
-        batch = _set_column(batch, prepared_column(step), pa.array(blobs, pa.large_binary()))
-        return _add_errors(batch, step, errors)
+        batch = set_column(batch, prepared_column(step), pa.array(blobs, pa.large_binary()))
+        return add_errors(batch, step, errors)
 
 
 def prepared_column(step: str) -> str:
@@ -303,55 +300,3 @@ def use_cpus(cpus: float) -> None:
     import torch  # noqa: PLC0415 - only model workers need torch; readers and writers import this module too
 
     torch.set_num_threads(max(1, int(cpus)))
-
-
-def column_values(batch: pa.Table, name: str) -> list[Any]:
-    """The values of column ``name``; ``a.b`` reads field ``b`` of struct column ``a`` (nested as deep as needed)."""
-    if name in batch.column_names:
-        return batch.column(name).to_pylist()
-    head, _, rest = name.partition(".")
-    if not rest or head not in batch.column_names:
-        raise KeyError(f"input column '{name}' is not in the batch (has: {', '.join(batch.column_names)})")
-    values = batch.column(head).to_pylist()
-    for part in rest.split("."):
-        values = [value.get(part) if isinstance(value, dict) else None for value in values]
-    return values
-
-
-def equal_lists(flat: pa.Array, width: int) -> pa.ListArray:
-    """Cut ``flat`` into consecutive lists of ``width`` values each (one list per row)."""
-    offsets = pa.array(range(0, len(flat) + 1, width), pa.int32())
-    return pa.ListArray.from_arrays(offsets, flat)
-
-
-def _scatter(values: pa.Array, rows: list[int], length: int, type_: pa.DataType) -> pa.Array:
-    """Place ``values`` at ``rows`` of a column of ``length`` rows; every other row is null."""
-    if len(rows) == length:
-        return values
-    null_slot = len(values)
-    indices = [null_slot] * length
-    for position, row in enumerate(rows):
-        indices[row] = position
-    padded = pa.concat_arrays([values.cast(type_), pa.nulls(1, type_)])
-    return padded.take(pa.array(indices, pa.int64()))
-
-
-def _set_column(table: pa.Table, name: str, column: pa.Array) -> pa.Table:
-    if name in table.column_names:
-        return table.set_column(table.column_names.index(name), name, column)
-    return table.append_column(name, column)
-
-
-def _add_errors(table: pa.Table, step: str, errors: dict[int, str]) -> pa.Table:
-    """Append this step's row errors to the error column, which is kept as the last column."""
-    if ERROR_COLUMN in table.column_names:
-        column = table.column(ERROR_COLUMN)
-        table = table.drop_columns([ERROR_COLUMN])
-    else:
-        column = pa.array([[]] * table.num_rows, ERROR_TYPE)
-    if errors:
-        existing = column.to_pylist()
-        for row, message in errors.items():
-            existing[row] = [*(existing[row] or []), {"step": step, "message": message}]
-        column = pa.array(existing, ERROR_TYPE)
-    return table.append_column(ERROR_COLUMN, column)

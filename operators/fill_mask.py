@@ -16,7 +16,8 @@ import torch
 from transformers import AutoModelForMaskedLM
 from typing_extensions import override
 
-from operators.base import Operator, OptionError, equal_lists
+from operators.base import Operator, OptionError
+from operators.columns import equal_lists
 from operators.loading import load_model, load_tokenizer
 from operators.text_batching import TOKEN_BUDGET, length_sorted_chunks
 

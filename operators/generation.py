@@ -35,7 +35,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 from typing_extensions import override
 
-from operators.base import ModelLoadError, Operator, OptionError, equal_lists
+from operators.base import ModelLoadError, Operator, OptionError
+from operators.columns import equal_lists
 from operators.generation_options import (
     GENERATE_DEFAULTS,
     check_generate_options,

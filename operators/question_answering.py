@@ -18,7 +18,8 @@ import torch
 from transformers import AutoModelForQuestionAnswering
 from typing_extensions import override
 
-from operators.base import Operator, OptionError, column_values
+from operators.base import Operator, OptionError
+from operators.columns import column_values
 from operators.loading import load_model, load_tokenizer
 from operators.qa_spans import Window, best_answers
 from operators.text_batching import forward_rows

@@ -19,7 +19,8 @@ import torch
 from transformers import AutoModelForSequenceClassification
 from typing_extensions import override
 
-from operators.base import Operator, OptionError, equal_lists
+from operators.base import Operator, OptionError
+from operators.columns import equal_lists
 from operators.feature_extraction import SentenceEncoder, sentence_transformers_defaults
 from operators.loading import load_config, load_model, load_tokenizer
 from operators.text_batching import SORT_WINDOW, forward_rows

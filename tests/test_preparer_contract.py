@@ -10,7 +10,8 @@ import pyarrow as pa
 from typing_extensions import override
 
 from operators import ERROR_COLUMN, Operator, OperatorConfig
-from operators.base import Prepared, Preparer, column_values, prepared_column
+from operators.base import Prepared, Preparer, prepared_column
+from operators.columns import column_values
 from operators.media import media_bytes
 
 
