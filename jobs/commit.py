@@ -66,6 +66,17 @@ def _ranges(rows: np.ndarray) -> list[int]:
     return [int(v) for pair in zip(rows[starts], rows[ends - 1] + 1, strict=True) for v in pair]
 
 
+def row_errors(batch: pa.Table, step: str | None = None) -> int:
+    """Rows of ``batch`` carrying an error of ``step`` (any step when None)."""
+    if ERROR_COLUMN not in batch.column_names or batch.num_rows == 0:
+        return 0
+    column = batch.column(ERROR_COLUMN)
+    if step is None:
+        return int(pc.sum(pc.greater(pc.list_value_length(column), 0)).as_py() or 0)
+    steps = pc.struct_field(pc.list_flatten(column), "step")
+    return int(pc.sum(pc.equal(steps, step)).as_py() or 0)
+
+
 def first_row_error(batch: pa.Table, paths: list[str]) -> str | None:
     """The first row error of ``batch`` as ``shard row N: step 'x': message``, or None."""
     if ERROR_COLUMN not in batch.column_names:
@@ -190,8 +201,7 @@ def commit_shard(layout: Layout, record: ShardRecord, columns: list[str]) -> Sha
         pq.write_table(table, sink)
         write_atomic(layout.fs, layout.output_file(record.key), sink.getvalue())
         record.rows_out = table.num_rows
-        errors = table.column(ERROR_COLUMN)
-        record.row_errors = int(pc.sum(pc.greater(pc.list_value_length(errors), 0)).as_py() or 0)
+        record.row_errors = row_errors(table)
         record.files = [f"{record.key}.parquet"]  # relative to the output prefix
     record.committed_at = time.time()
     record.commit_seconds = time.perf_counter() - started

@@ -6,6 +6,7 @@ columns are reported by path before any model is loaded.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,17 @@ class Plan:
     def rows(self) -> int:
         """Rows over all shards, from the footers."""
         return sum(shard.rows for shard in self.shards)
+
+    def cpu_slots(self) -> int:
+        """CPU slots the job needs to make progress: one per actor of every pool at its minimum, plus one for tasks."""
+        slots = 1
+        for step, operator in zip(self.spec.steps, self.operators, strict=True):
+            cpus = step.num_cpus if step.num_cpus is not None else operator.resources().num_cpus
+            slots += step.concurrency[0] * math.ceil(cpus)
+            preparer = operator.preparer()
+            if preparer is not None:
+                slots += int(preparer.resources().num_cpus)
+        return slots
 
     def output_columns(self, shard: Shard) -> list[str]:
         """A shard's output columns in order: its own (or the selected ones), each step's, the error column."""

@@ -19,7 +19,6 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 if not os.environ.get("RAY_ADDRESS"):
     # A Ray that lakelabel starts itself serves this machine only: bind it to loopback, not the host's address.
@@ -41,13 +40,14 @@ from jobs.commit import (
     commit_shard,
     first_row_error,
     read_shard,
+    row_errors,
     stage,
 )
 from jobs.plan import Plan, make_plan
 from jobs.shards import ShardError
 from jobs.state import OutputExistsError, RunState, prepare, quarantine, write_manifest
 from jobs.summary import RunSummary, StepStats
-from operators import ERROR_COLUMN, Operator
+from operators import Operator
 from operators.base import use_cpus
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     from jobs.spec import JobSpec
     from operators.base import Preparer
 
-__all__ = ["JobFailedError", "OutputExistsError", "connect", "required_cpus", "run_job"]
+__all__ = ["JobFailedError", "OutputExistsError", "connect", "run_job"]
 
 log = logging.getLogger("lakelabel")
 
@@ -114,17 +114,6 @@ class _Collector:
         return list(self.steps.values()), self.unreadable
 
 
-def _errors_from(batch: pa.Table, step: str | None) -> int:
-    """Rows of ``batch`` carrying an error of ``step`` (any step when None)."""
-    if ERROR_COLUMN not in batch.column_names or batch.num_rows == 0:
-        return 0
-    column = batch.column(ERROR_COLUMN)
-    if step is None:
-        return int(pc.sum(pc.greater(pc.list_value_length(column), 0)).as_py() or 0)
-    steps = pc.struct_field(pc.list_flatten(column), "step")
-    return int(pc.sum(pc.equal(steps, step)).as_py() or 0)
-
-
 class _StepWorker:
     """A Ray Data actor around one operator: the model is loaded once, in ``__init__``."""
 
@@ -140,7 +129,7 @@ class _StepWorker:
         elapsed = time.perf_counter() - start
         name = self.operator.config.output
         node = ray.get_runtime_context().get_node_id()
-        ray.get(self.collector.add.remote(name, batch.num_rows, _errors_from(result, name), elapsed, node))
+        ray.get(self.collector.add.remote(name, batch.num_rows, row_errors(result, name), elapsed, node))
         return result
 
 
@@ -202,18 +191,6 @@ def _stage(batch: pa.Table, layout: Layout, keys: list[str], paths: list[str], *
     if strict and (error := first_row_error(batch, paths)):
         raise RowErrorStopError(f"on_error: raise: {error}")
     return stage(batch, layout, keys)
-
-
-def required_cpus(plan: Plan) -> int:
-    """CPU slots the job needs to make progress: one per actor of every pool at its minimum, plus one for tasks."""
-    slots = 1
-    for step, operator in zip(plan.spec.steps, plan.operators, strict=True):
-        cpus = step.num_cpus if step.num_cpus is not None else operator.resources().num_cpus
-        slots += step.concurrency[0] * math.ceil(cpus)
-        preparer = operator.preparer()
-        if preparer is not None:
-            slots += int(preparer.resources().num_cpus)
-    return slots
 
 
 def connect(min_cpus: int = 1) -> None:
@@ -390,13 +367,14 @@ def run_job(spec: JobSpec) -> RunSummary:
         log.info("%d shard(s) already done by an earlier run of this spec; %d to process",
                  len(state.done), len(state.pending))  # fmt: skip
     if state.pending:
-        connect(min_cpus=required_cpus(plan))
+        needed = plan.cpu_slots()
+        connect(min_cpus=needed)
         available = ray.cluster_resources().get("CPU", 0)
-        if available < required_cpus(plan):
+        if available < needed:
             log.warning(
                 "the Ray cluster has %g CPU slot(s); this job's actor pools and read/write tasks need %d",
                 available,
-                required_cpus(plan),
+                needed,
             )
         records = _process(plan, state, summary)
         plan.layout.remove(plan.layout.staging_root, recursive=True)  # what is left belongs to no shard
