@@ -1,4 +1,4 @@
-"""``summarization``, ``translation`` and ``text-generation``: generated text per row, as the pipelines returned it.
+"""``summarization`` and ``translation``: generated text per row, and the generating base ``text-generation`` shares.
 
 ``transformers`` 5 removed the summarization, translation and text2text-generation pipelines; these operators keep
 them as batch operators on the model classes, with the 4.x pipelines' output fields and behaviour:
@@ -11,12 +11,6 @@ them as batch operators on the model classes, with the 4.x pipelines' output fie
   truncate, an input longer than the encoder's window (the tokenizer's ``model_max_length``, else the config's
   ``max_position_embeddings``) is truncated to it. An empty text is summarised like any other (the model sees its
   special tokens, or the prefix); a text that gives no tokens at all gets a row error.
-* ``text-generation`` (``struct<generated_text: string>``) runs a decoder-only model (``AutoModelForCausalLM``)
-  and follows the ``transformers`` 5 pipeline: the continuation is the decoded new tokens, and with
-  ``return_full_text`` (the default) it follows the prompt as given. Batches are padded on the left (the pad token
-  is the end-of-text token when the tokenizer has none) with an attention mask. A prompt longer than the context
-  window less ``max_new_tokens`` keeps its last tokens (the pipeline's ``handle_long_generation="hole"``); an empty
-  prompt generates from the model's start token, as the pipeline does.
 
 With ``num_return_sequences`` above 1 the output is a ``list`` of those structs, best first for beam search.
 Decoding settings are in ``operators.generation_options``: greedy unless the model's generation settings or the
@@ -32,7 +26,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 import torch
-from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+from transformers import AutoModelForSeq2SeqLM
 from typing_extensions import override
 
 from operators.base import ModelLoadError, Operator, OptionError
@@ -44,7 +38,7 @@ from operators.generation_options import (
     generate_settings,
     rows_per_output,
 )
-from operators.loading import load_config, load_model, load_tokenizer
+from operators.loading import load_model, load_tokenizer
 from operators.text_batching import length_sorted_chunks
 
 TOKEN_BUDGET = 16384
@@ -68,7 +62,7 @@ def context_window(tokenizer: Any, model_config: Any) -> int | None:
     return None
 
 
-class _Generation(Operator):
+class Generation(Operator):
     """Generated text per row: tokenise, batch by length, ``generate()``, decode, restore row order."""
 
     field: ClassVar[str]
@@ -146,7 +140,7 @@ class _Generation(Operator):
         return struct if per_row == 1 else equal_lists(struct, per_row)
 
 
-class _Seq2Seq(_Generation):
+class _Seq2Seq(Generation):
     """An encoder-decoder model: the prefixed text, truncated to the encoder's window, in; the decoded output out."""
 
     encoder_decoder: ClassVar[bool] = True
@@ -268,74 +262,3 @@ class Translation(_Seq2Seq):
             truncation=self.window is not None,
             max_length=self.window,
         )
-
-
-class TextGeneration(_Generation):
-    """Continue each prompt: ``struct<generated_text: string>`` (a ``list`` with ``num_return_sequences`` > 1).
-
-    Options: those of ``Summarization`` (``max_new_tokens`` default: the model's ``max_new_tokens``, else 256; it
-    must leave room for a prompt in the context window), ``return_full_text`` (default true: the prompt followed by
-    the continuation; false: the continuation alone), ``prefix`` (default: the model's ``config.prefix``, if any) and
-    ``clean_up_tokenization_spaces`` (default null: the tokenizer's setting, as the pipeline does).
-    """
-
-    task: ClassVar[str] = "text-generation"
-    field: ClassVar[str] = "generated_text"
-    encoder_decoder: ClassVar[bool] = False
-    defaults: ClassVar[dict[str, Any]] = {
-        **GENERATE_DEFAULTS,
-        "return_full_text": True,
-        "prefix": None,
-        "clean_up_tokenization_spaces": None,
-    }
-
-    @override
-    def validate_options(self) -> None:
-        super().validate_options()
-        if not isinstance(self.options["return_full_text"], bool):
-            raise OptionError(f"{self._step()}: option return_full_text must be true or false")
-
-    @override
-    def load(self) -> None:
-        if load_config(self.config).is_encoder_decoder:
-            raise ModelLoadError(
-                f"model '{self.config.model}' is an encoder-decoder model: text-generation runs decoder-only models"
-                " (use summarization or translation)"
-            )
-        self.tokenizer = load_tokenizer(self.config)
-        self.tokenizer.padding_side = "left"
-        self._pad_with_eos()
-        self.model, self.device = load_model(AutoModelForCausalLM, self.config)
-        self._settings(getattr(self.model.config, "prefix", None))
-        self.keep: int | None = None
-        if self.window is not None:
-            self.keep = self.window - self.settings["max_new_tokens"]
-            if self.keep < 1:
-                raise OptionError(
-                    f"{self._step()}: option max_new_tokens ({self.settings['max_new_tokens']}) leaves no room for"
-                    f" a prompt in the {self.window}-token context window of model '{self.config.model}'"
-                )
-
-    @override
-    def _encode(self, texts: list[str]) -> list[list[int]]:
-        start = self.tokenizer.bos_token_id
-        rows = []
-        for ids in self.tokenizer([self.prefix + text for text in texts])["input_ids"]:
-            if not ids and start is not None:
-                ids = [start]  # noqa: PLW2901 - an empty prompt generates from the start token, as the pipeline does
-            if self.keep is not None and len(ids) > self.keep:
-                ids = ids[-self.keep :]  # noqa: PLW2901 - the pipeline's "hole": keep the prompt's end
-            rows.append(list(ids))
-        return rows
-
-    @override
-    def refuse(self, text: str) -> str | None:
-        if text.strip() or not self._ready or self.tokenizer.bos_token_id is not None:
-            return None
-        if self.tokenizer(self.prefix + text)["input_ids"]:
-            return None
-        return "the prompt is empty and the model has no start token to generate from"
-
-    @override
-    def _finish(self, text: str, generated: str) -> str:
-        return text + generated if self.options["return_full_text"] else generated

@@ -18,7 +18,7 @@ TASKS: dict[str, str] = {
     "feature-extraction": "operators.feature_extraction:FeatureExtraction",
     "summarization": "operators.generation:Summarization",
     "translation": "operators.generation:Translation",
-    "text-generation": "operators.generation:TextGeneration",
+    "text-generation": "operators.text_generation:TextGeneration",
     "question-answering": "operators.question_answering:QuestionAnswering",
     "fill-mask": "operators.fill_mask:FillMask",
     "image-classification": "operators.image_classification:ImageClassification",

@@ -19,8 +19,9 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, GenerationConfig,
 
 from operators import ERROR_COLUMN, OperatorConfig, OptionError
 from operators.base import ModelLoadError
-from operators.generation import Summarization, TextGeneration, Translation
+from operators.generation import Summarization, Translation
 from operators.generation_options import DEFAULT_MAX_NEW_TOKENS, default_max_new_tokens
+from operators.text_generation import TextGeneration
 from tests import tiny_generation
 
 LONG = (
