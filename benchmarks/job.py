@@ -84,6 +84,16 @@ def recipe(task: str, model: Path, source: Path, out: Path) -> Run:
     return run_process([sys.executable, "-m", "benchmarks.recipe", *args])
 
 
+DAFT_PYTHON = ROOT / ".venv-daft" / "bin" / "python"
+
+
+def daft(task: str, model: Path, source: Path, out: Path, *, batch_size: int, instances: int | None) -> Run:
+    """Daft's stateful-class UDF (``benchmarks.daft_udf``) in its own process and environment (``.venv-daft``)."""
+    args = ["--model", str(model), "--task", task, "--input", str(source), "--output", str(out)]
+    args += ["--batch-size", str(batch_size)] + (["--instances", str(instances)] if instances else [])
+    return run_process([str(DAFT_PYTHON), "-m", "benchmarks.daft_udf", *args])
+
+
 def floor(task: str, model: Path) -> Run:
     """``benchmarks.floor`` in its own process: Ray started, the model loaded on one actor per core, Ray stopped."""
     return run_process([sys.executable, "-m", "benchmarks.floor", "--model", str(model), "--task", task])

@@ -29,6 +29,7 @@ from benchmarks.models import minilm, minilm_classifier, tiny_classifier
 from jobs.spec import load_spec
 
 SHARDS = 15
+DAFT_BATCHES = (1, 8, 32)
 
 
 def _model(task: str, work: Path, *, tiny: bool) -> Path:
@@ -78,7 +79,27 @@ def compare(task: str, rows: int, work: Path, *, tiny: bool, sweep_every: int, s
     fixed = _fixed_cost(task, model, work / f"{task}-fixed", step=step, actors=actors, limit=results[0], tokens=tokens)
     results.append(fixed)
     _progress(task, results[-1])
+    if job.DAFT_PYTHON.exists():
+        results.append(daft_best(task, model, source, work / f"{task}-{rows}" / "daft", rows=rows, tokens=tokens))
+        _progress(task, results[-1])
+    else:
+        print(f"  {task}: f. Daft: not measured ({job.DAFT_PYTHON} is missing; `make bench` creates it)")
     return results
+
+
+def daft_best(task: str, model: Path, source: Path, work: Path, *, rows: int, tokens: int) -> Result:
+    """(f) Daft's stateful-class UDF, start-up included: the best of each batch size and concurrency."""
+    timings: dict[str, float] = {}
+    for batch_size in DAFT_BATCHES:
+        for instances in (None, 1):
+            how = f"batch {batch_size}, " + ("Daft's default concurrency" if instances is None else "one instance")
+            run = job.daft(
+                task, model, source, work / f"{batch_size}-{instances}", batch_size=batch_size, instances=instances
+            )
+            timings[how] = run.seconds
+    best = min(timings, key=timings.__getitem__)
+    sweep = {how: round(rows / seconds, 2) for how, seconds in timings.items()}
+    return Result("f. Daft, start-up included", rows, tokens, timings[best], best, {"sweep": sweep})
 
 
 def _fixed_cost(
