@@ -10,7 +10,7 @@ from jobs.shards import ShardError
 from jobs.spec import SpecError, StorageSpec, load_spec
 from jobs.state import OutputExistsError
 from jobs.submit import add_arguments as add_submit_arguments
-from operators.base import ModelLoadError
+from operators.core.base import ModelLoadError
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -48,7 +48,7 @@ from jobs.shards import ShardError
 from jobs.state import OutputExistsError, RunState, prepare, quarantine, write_manifest
 from jobs.summary import RunSummary, StepStats
 from operators import Operator
-from operators.base import use_cpus
+from operators.core.base import use_cpus
 
 if TYPE_CHECKING:
     import fsspec
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from jobs.layout import Layout
     from jobs.shards import Shard
     from jobs.spec import JobSpec
-    from operators.base import Preparer
+    from operators.core.base import Preparer
 
 __all__ = ["JobFailedError", "OutputExistsError", "connect", "run_job"]
 

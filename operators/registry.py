@@ -9,23 +9,23 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from operators.base import Operator
+    from operators.core.base import Operator
 
 TASKS: dict[str, str] = {
-    "text-classification": "operators.text_classification:TextClassification",
-    "token-classification": "operators.token_classification:TokenClassification",
-    "zero-shot-classification": "operators.zero_shot:ZeroShotClassification",
-    "feature-extraction": "operators.feature_extraction:FeatureExtraction",
-    "summarization": "operators.generation:Summarization",
-    "translation": "operators.generation:Translation",
-    "text-generation": "operators.text_generation:TextGeneration",
-    "question-answering": "operators.question_answering:QuestionAnswering",
-    "fill-mask": "operators.fill_mask:FillMask",
-    "image-classification": "operators.image_classification:ImageClassification",
-    "object-detection": "operators.object_detection:ObjectDetection",
-    "image-to-text": "operators.image_to_text:ImageToText",
-    "automatic-speech-recognition": "operators.speech_recognition:SpeechRecognition",
-    "audio-classification": "operators.audio_classification:AudioClassification",
+    "text-classification": "operators.text.text_classification:TextClassification",
+    "token-classification": "operators.text.token_classification:TokenClassification",
+    "zero-shot-classification": "operators.text.zero_shot:ZeroShotClassification",
+    "feature-extraction": "operators.text.feature_extraction:FeatureExtraction",
+    "summarization": "operators.text.generation:Summarization",
+    "translation": "operators.text.generation:Translation",
+    "text-generation": "operators.text.text_generation:TextGeneration",
+    "question-answering": "operators.text.question_answering:QuestionAnswering",
+    "fill-mask": "operators.text.fill_mask:FillMask",
+    "image-classification": "operators.vision.image_classification:ImageClassification",
+    "object-detection": "operators.vision.object_detection:ObjectDetection",
+    "image-to-text": "operators.vision.image_to_text:ImageToText",
+    "automatic-speech-recognition": "operators.audio.speech_recognition:SpeechRecognition",
+    "audio-classification": "operators.audio.audio_classification:AudioClassification",
 }
 """Every task lakelabel runs, named as ``transformers.pipeline()`` names it, with ``module:Class`` of its operator."""
 

@@ -1,7 +1,7 @@
 """The faster-whisper engine dispatch of automatic-speech-recognition, with a stand-in engine.
 
-The real engine (operators/faster_whisper_engine.py, a CTranslate2 Whisper) is tested with a real model on its own;
-here a fake with the same interface checks what the operator hands it and how its results become rows.
+The real engine (operators/audio/faster_whisper_engine.py, a CTranslate2 Whisper) is tested with a real model on
+its own; here a fake with the same interface checks what the operator hands it and how its results become rows.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 import soxr
 
 from operators import ERROR_COLUMN, OperatorConfig, operator_class
-from operators.base import prepared_column
+from operators.core.base import prepared_column
 from tests import tiny_audio
 
 
@@ -46,9 +46,9 @@ class FakeEngine:
 
 @pytest.fixture
 def fake_engine(monkeypatch: pytest.MonkeyPatch) -> type[FakeEngine]:
-    module = types.ModuleType("operators.faster_whisper_engine")
+    module = types.ModuleType("operators.audio.faster_whisper_engine")
     module.FasterWhisperEngine = FakeEngine  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "operators.faster_whisper_engine", module)
+    monkeypatch.setitem(sys.modules, "operators.audio.faster_whisper_engine", module)
     FakeEngine.built.clear()
     FakeEngine.seen.clear()
     return FakeEngine

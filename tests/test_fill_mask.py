@@ -14,7 +14,7 @@ from transformers import pipeline
 from transformers.pipelines.base import PipelineException
 
 from operators import ERROR_COLUMN, OperatorConfig, OptionError, operator_class
-from operators.fill_mask import FILLED, FillMask
+from operators.text.fill_mask import FILLED, FillMask
 from tests.tiny_heads import build_mlm
 
 TOL = 1e-4

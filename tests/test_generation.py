@@ -18,10 +18,10 @@ import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, GenerationConfig, pipeline
 
 from operators import ERROR_COLUMN, OperatorConfig, OptionError
-from operators.base import ModelLoadError
-from operators.generation import Summarization, Translation
-from operators.generation_options import DEFAULT_MAX_NEW_TOKENS, default_max_new_tokens
-from operators.text_generation import TextGeneration
+from operators.core.base import ModelLoadError
+from operators.text.generation import Summarization, Translation
+from operators.text.generation_options import DEFAULT_MAX_NEW_TOKENS, default_max_new_tokens
+from operators.text.text_generation import TextGeneration
 from tests import tiny_generation
 
 LONG = (

@@ -18,7 +18,7 @@ from PIL import Image
 from transformers import pipeline
 
 from operators import ERROR_COLUMN, OperatorConfig, OptionError, operator_class
-from operators.base import prepared_column
+from operators.core.base import prepared_column
 from tests import tiny_vision
 
 TASK = "image-classification"

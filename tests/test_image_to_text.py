@@ -20,7 +20,7 @@ from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTo
 from transformers.image_utils import load_image
 
 from operators import ERROR_COLUMN, OperatorConfig, OptionError, operator_class
-from operators.base import ModelLoadError, prepared_column
+from operators.core.base import ModelLoadError, prepared_column
 from tests import tiny_vision
 
 TASK = "image-to-text"

@@ -10,9 +10,9 @@ import pyarrow as pa
 from typing_extensions import override
 
 from operators import ERROR_COLUMN, Operator, OperatorConfig
-from operators.base import Prepared, Preparer, prepared_column
-from operators.columns import column_values
-from operators.media import media_bytes
+from operators.core.base import Prepared, Preparer, prepared_column
+from operators.core.columns import column_values
+from operators.core.media import media_bytes
 
 
 class _SizePreparer(Preparer):

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pytest
 
 from operators import ERROR_COLUMN, OperatorConfig, OptionError, operator_class
-from operators.question_answering import ANSWER, QuestionAnswering
+from operators.text.question_answering import ANSWER, QuestionAnswering
 
 GOLDEN = Path(__file__).parent / "golden"
 MODEL = str(GOLDEN / "tiny-qa")

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from operators import ERROR_COLUMN, OperatorConfig
-from operators.speech_recognition import SpeechRecognition
+from operators.audio.speech_recognition import SpeechRecognition
 from tests.wer import edits, wer, words
 
 SPEECH = Path(str(files("jobs.demo_data") / "speech"))

@@ -26,13 +26,13 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from operators.base import ModelLoadError
-from operators.media import MediaError, media_bytes
+from operators.core.base import ModelLoadError
+from operators.core.media import MediaError, media_bytes
 
 if TYPE_CHECKING:
     from transformers import FeatureExtractionMixin
 
-    from operators.base import OperatorConfig
+    from operators.core.base import OperatorConfig
 
 RESAMPLE_QUALITY = "HQ"
 """soxr's quality preset for resampling to the model's rate."""

@@ -16,10 +16,10 @@ import pyarrow as pa
 import torch
 from typing_extensions import override
 
-from operators.audio_io import length_batches, load_audio, load_feature_extractor, pad_stack, pads_exactly
-from operators.base import Operator, Prepared, Preparer
-from operators.loading import load_model
-from operators.ranking import LABEL_SCORE, Ranking, check_options
+from operators.audio.audio_io import length_batches, load_audio, load_feature_extractor, pad_stack, pads_exactly
+from operators.core.base import Operator, Prepared, Preparer
+from operators.core.loading import load_model
+from operators.core.ranking import LABEL_SCORE, Ranking, check_options
 
 
 class AudioClassification(Operator):

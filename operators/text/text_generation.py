@@ -7,7 +7,7 @@ when the tokenizer has none) with an attention mask. A prompt longer than the co
 ``max_new_tokens`` keeps its last tokens (the pipeline's ``handle_long_generation="hole"``); an empty prompt
 generates from the model's start token, as the pipeline does.
 
-Options, batching and decoding settings are those of ``operators.generation``.
+Options, batching and decoding settings are those of ``operators.text.generation``.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from typing import Any, ClassVar
 from transformers import AutoModelForCausalLM
 from typing_extensions import override
 
-from operators.base import ModelLoadError, OptionError
-from operators.generation import Generation
-from operators.generation_options import GENERATE_DEFAULTS
-from operators.loading import load_config, load_model, load_tokenizer
+from operators.core.base import ModelLoadError, OptionError
+from operators.core.loading import load_config, load_model, load_tokenizer
+from operators.text.generation import Generation
+from operators.text.generation_options import GENERATE_DEFAULTS
 
 
 class TextGeneration(Generation):

@@ -30,7 +30,7 @@ import pyarrow as pa
 from safetensors.numpy import load as load_arrays
 from safetensors.numpy import save as save_arrays
 
-from operators.columns import add_errors, column_values, scatter, set_column
+from operators.core.columns import add_errors, column_values, scatter, set_column
 
 log = logging.getLogger("lakelabel")
 

@@ -17,9 +17,15 @@ import pyarrow as pa
 import torch
 from typing_extensions import override
 
-from operators.base import ModelLoadError, Operator, OptionError, Prepared, Preparer
-from operators.image_io import ImagePreparer, accepts_pixel_mask, load_image_processor, model_inputs, shape_batches
-from operators.loading import load_model
+from operators.core.base import ModelLoadError, Operator, OptionError, Prepared, Preparer
+from operators.core.loading import load_model
+from operators.vision.image_io import (
+    ImagePreparer,
+    accepts_pixel_mask,
+    load_image_processor,
+    model_inputs,
+    shape_batches,
+)
 
 BOX = pa.struct([("xmin", pa.int32()), ("ymin", pa.int32()), ("xmax", pa.int32()), ("ymax", pa.int32())])
 DETECTION = pa.struct([("score", pa.float32()), ("label", pa.string()), ("box", BOX)])

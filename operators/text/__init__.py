@@ -1,0 +1,1 @@
+"""Text tasks: classification, tokens, zero-shot, embeddings, fill-mask, generation, question answering."""

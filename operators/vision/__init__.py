@@ -1,0 +1,1 @@
+"""Image tasks and their CPU stage (image decoding and processing)."""
