@@ -90,16 +90,49 @@ def compare(task: str, rows: int, work: Path, *, tiny: bool, sweep_every: int, s
 def daft_best(task: str, model: Path, source: Path, work: Path, *, rows: int, tokens: int) -> Result:
     """(f) Daft's stateful-class UDF, start-up included: the best of each batch size and concurrency."""
     timings: dict[str, float] = {}
+    configs: dict[str, dict[str, Any]] = {}
     for batch_size in DAFT_BATCHES:
         for instances in (None, 1):
             how = f"batch {batch_size}, " + ("Daft's default concurrency" if instances is None else "one instance")
-            run = job.daft(
-                task, model, source, work / f"{batch_size}-{instances}", batch_size=batch_size, instances=instances
-            )
-            timings[how] = run.seconds
+            configs[how] = {"batch_size": batch_size, "instances": instances}
+            timings[how] = job.daft(task, model, source, work / f"{batch_size}-{instances}", **configs[how]).seconds
     best = min(timings, key=timings.__getitem__)
-    sweep = {how: round(rows / seconds, 2) for how, seconds in timings.items()}
-    return Result("f. Daft, start-up included", rows, tokens, timings[best], best, {"sweep": sweep})
+    extra = {"sweep": {how: round(rows / seconds, 2) for how, seconds in timings.items()}, "config": configs[best]}
+    return Result("f. Daft, start-up included", rows, tokens, timings[best], best, extra)
+
+
+def sizes(task: str, row_counts: list[int], work: Path, *, tiny: bool, step: dict[str, Any]) -> list[dict[str, Any]]:
+    """End to end at each job size: lakelabel against Daft's best configuration, beside the limit's rate.
+
+    Daft's configurations are swept at the smallest size and its best one is used at every size; the limit is timed
+    over the smallest size's texts (its rate does not depend on how many texts there are).
+    """
+    model = _model(task, work, tiny=tiny)
+    smallest = min(row_counts)
+    corpus = texts(smallest)
+    limit = baselines.limit(model, task, corpus, sum(baselines.token_counts(model, corpus)))
+    found, best = [], None
+    for rows in sorted(row_counts):
+        source = work / f"{task}-size-{rows}" / "in"
+        write_shards(source, rows, shard_rows=-(-rows // SHARDS))
+        run, _ = job.lakelabel(job.job_file(source.parent, task, model, source, step=step))
+        entry = {
+            "rows": rows,
+            "limit_rows_per_s": round(limit.rows_per_s, 2),
+            "lakelabel_seconds": round(run.seconds, 1),
+        }
+        if job.DAFT_PYTHON.exists():
+            if best is None:
+                sweep = daft_best(task, model, source, source.parent / "daft", rows=rows, tokens=0)
+                best, seconds = sweep.extra["config"], sweep.seconds
+            else:
+                seconds = job.daft(task, model, source, source.parent / "daft", **best).seconds
+            entry.update(daft_seconds=round(seconds, 1), daft_config=best)
+        found.append(entry)
+        daft = f", Daft {entry['daft_seconds']} s" if "daft_seconds" in entry else ""
+        ideal = rows / limit.rows_per_s
+        print(f"  {task} {rows} rows: lakelabel {entry['lakelabel_seconds']} s{daft}, limit {ideal:.1f} s")
+    return found
 
 
 def _fixed_cost(
@@ -195,6 +228,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--techniques", action="store_true", help="measure the choices behind the defaults instead")
     parser.add_argument("--memory", action="store_true", help="peak memory at --memory-rows instead")
     parser.add_argument("--memory-rows", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--sizes", type=int, nargs="+", help="end to end at these job sizes (lakelabel and Daft)")
     parser.add_argument("--shard-rows", type=int, default=2000, help="rows per shard in memory runs")
     return parser
 
@@ -210,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"machine": machine, "rows": args.rows}
     if args.techniques:
         report["techniques"] = techniques(args.rows, work, tiny=args.tiny)
+    elif args.sizes:
+        report["sizes"] = {task: sizes(task, args.sizes, work, tiny=args.tiny, step=args.step) for task in args.tasks}
     elif args.memory:
         report["memory"] = memory(args.memory_rows, work, shard_rows=args.shard_rows, step=args.step)
         peaks = [entry["peak_mib"] for entry in report["memory"]]
