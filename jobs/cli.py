@@ -6,11 +6,14 @@ import argparse
 import logging
 import sys
 
+from jobs.runlog import console_filter
 from jobs.shards import ShardError
 from jobs.spec import SpecError, StorageSpec, load_spec
 from jobs.state import OutputExistsError
 from jobs.submit import add_arguments as add_submit_arguments
 from operators.base import ModelLoadError
+
+_VERBOSE = "also show Ray's and the models' own output (progress blocks, loading bars) on the console"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -18,6 +21,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run a job: read shards, annotate, write Parquet")
     run.add_argument("job", help="the job file (YAML)")
+    run.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE)
     plan = commands.add_parser("plan", help="validate a job and show its shards and steps; loads no model")
     plan.add_argument("job", help="the job file (YAML)")
     status = commands.add_parser("status", help="shards done, pending and quarantined under an output prefix")
@@ -25,16 +29,17 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL and the AWS config)")
     submit = commands.add_parser("submit", help="run a job on a Ray cluster through the Ray Jobs API")
     add_submit_arguments(submit)
-    commands.add_parser("demo", help="run the embedded demo on a loopback S3 endpoint")
+    demo = commands.add_parser("demo", help="run the embedded demo on a loopback S3 endpoint")
+    demo.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE)
     return parser
 
 
-def _run(job: str) -> int:
+def _run(job: str, *, verbose: bool) -> int:
     from jobs.runner import JobFailedError, run_job  # noqa: PLC0415 - Ray only when running
 
     spec = load_spec(job)
     try:
-        summary = run_job(spec)
+        summary = run_job(spec, verbose=verbose)
     except JobFailedError as exc:
         print(f"lakelabel: job {spec.name} failed: {exc}", file=sys.stderr)  # noqa: T201
         return 1
@@ -50,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     logging.getLogger("lakelabel").setLevel(logging.INFO)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(console_filter(verbose=getattr(args, "verbose", False)))
     try:
         if args.command == "plan":
             from jobs.plan import make_plan  # noqa: PLC0415 - plan never imports Ray
@@ -63,14 +70,14 @@ def main(argv: list[str] | None = None) -> int:
             print(text)  # noqa: T201
             return 0 if complete else 1
         if args.command == "run":
-            return _run(args.job)
+            return _run(args.job, verbose=args.verbose)
         if args.command == "submit":
             from jobs.submit import submit  # noqa: PLC0415
 
             return submit(args.job, args.address, wait=args.wait, submission_id=args.submission_id)
         from jobs.demo import run_demo  # noqa: PLC0415
 
-        return run_demo()
+        return run_demo(verbose=args.verbose)
     except (SpecError, ShardError, ModelLoadError, OutputExistsError) as exc:
         print(f"lakelabel: error: {exc}", file=sys.stderr)  # noqa: T201
         return 2

@@ -228,7 +228,7 @@ class DemoRun:
     speech_rows: pa.Table
 
 
-def run_jobs() -> DemoRun:
+def run_jobs(*, verbose: bool = False) -> DemoRun:
     """Start the loopback S3 endpoint, upload the sample shards and run both jobs on one local Ray."""
     from jobs.runner import connect, run_job  # noqa: PLC0415 - keeps Ray out of import time
 
@@ -239,14 +239,15 @@ def run_jobs() -> DemoRun:
     }.items():
         os.environ.setdefault(key, value)
     with loopback_s3() as endpoint:
-        connect(min_cpus=SPEECH_JOB_CPUS)  # one local Ray for both jobs, with a slot for each actor of either
+        # One local Ray for both jobs, with a slot for each actor of either.
+        connect(min_cpus=SPEECH_JOB_CPUS, verbose=verbose)
         spec = demo_spec(endpoint, minilm_path())
         write_shards(spec)
-        summary = run_job(spec)
+        summary = run_job(spec, verbose=verbose)
         table = read_output(spec)
         speech = speech_spec(endpoint, whisper_path(), minilm_path())
         write_speech_shard(speech, [truncated_clip()])
-        speech_summary = run_job(speech)
+        speech_summary = run_job(speech, verbose=verbose)
         transcripts = read_output(speech)
     return DemoRun(texts=summary, text_rows=table, speech=speech_summary, speech_rows=transcripts)
 
@@ -262,7 +263,7 @@ def render(run: DemoRun, *, rows_to_show: int = 12) -> str:
     return "\n".join(lines)
 
 
-def run_demo(*, rows_to_show: int = 12) -> int:
+def run_demo(*, rows_to_show: int = 12, verbose: bool = False) -> int:
     """Run the whole demo and print what it did; returns the process exit code."""
-    print(render(run_jobs(), rows_to_show=rows_to_show))  # noqa: T201 - the demo's output is for its user
+    print(render(run_jobs(verbose=verbose), rows_to_show=rows_to_show))  # noqa: T201 - the demo's output is for its user
     return 0
