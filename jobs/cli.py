@@ -1,4 +1,4 @@
-"""``lakelabel``: run, plan, submit or demo a job; report an output's status."""
+"""``lakelabel``: run, plan, submit or demo a job; an output's status and report."""
 
 from __future__ import annotations
 
@@ -27,6 +27,10 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="shards done, pending and quarantined under an output prefix")
     status.add_argument("output", help="the job's output.uri (s3://bucket/prefix or a local directory)")
     status.add_argument("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL and the AWS config)")
+    report = commands.add_parser("report", help="an output's figures as a self-contained HTML page and JSON")
+    report.add_argument("output", help="the job's output.uri (s3://bucket/prefix or a local directory)")
+    report.add_argument("--out", help="directory for report.html and report.json (default: ./lakelabel-report-JOB)")
+    report.add_argument("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL and the AWS config)")
     submit = commands.add_parser("submit", help="run a job on a Ray cluster through the Ray Jobs API")
     add_submit_arguments(submit)
     demo = commands.add_parser("demo", help="run the embedded demo on a loopback S3 endpoint")
@@ -50,7 +54,21 @@ def _run(job: str, *, verbose: bool) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _report(output: str, out: str | None, storage: StorageSpec) -> int:
+    from jobs.report import ReportError, build_report, report_figures  # noqa: PLC0415 - matplotlib only here
+
+    try:
+        if out is None:
+            out = f"lakelabel-report-{report_figures(output, storage)['job']}"
+        files = build_report(output, storage, out)
+    except ReportError as exc:
+        print(f"lakelabel: error: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    print(f"report: {files.html.resolve()}\nfigures: {files.json.resolve()}")  # noqa: T201
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return per command
     """Entry point of the ``lakelabel`` command; returns the exit code."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
@@ -69,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             text, complete = output_status(args.output, StorageSpec(endpoint_url=args.endpoint_url))
             print(text)  # noqa: T201
             return 0 if complete else 1
+        if args.command == "report":
+            return _report(args.output, args.out, StorageSpec(endpoint_url=args.endpoint_url))
         if args.command == "run":
             return _run(args.job, verbose=args.verbose)
         if args.command == "submit":
