@@ -65,12 +65,13 @@ def step_rate(step: StepStats, elapsed: float) -> float:
     return step.rows / elapsed if elapsed > 0 else 0.0
 
 
-def _step_figures(step: StepStats, snapshot: Snapshot) -> str:
+def _step_figures(step: StepStats, snapshot: Snapshot, *, named: bool = True) -> str:
     rate = step_rate(step, snapshot.elapsed)
     left = max(0, snapshot.rows_total - step.rows)
     eta = "done" if not left else f"ETA {clock(left / rate)}" if rate > 0 else "ETA -"
     errors = f", {step.row_errors} err" if step.row_errors else ""
-    return f"{step.name} {step.rows}/{snapshot.rows_total} rows {rate:.1f} rows/s {eta}{errors}"
+    figures = f"{step.rows}/{snapshot.rows_total} rows {rate:.1f} rows/s {eta}{errors}"
+    return f"{step.name} {figures}" if named else figures
 
 
 def _errors(snapshot: Snapshot) -> str:
@@ -97,7 +98,7 @@ def render_block(snapshot: Snapshot) -> list[str]:
     for step in snapshot.steps:
         done = step.rows / snapshot.rows_total if snapshot.rows_total else 1.0
         bar = "#" * int(20 * min(done, 1.0))
-        lines.append(f"  {step.name:<{width}} [{bar:<20}] {_step_figures(step, snapshot)}")
+        lines.append(f"  {step.name:<{width}} [{bar:<20}] {_step_figures(step, snapshot, named=False)}")
     lines.append(
         f"  {clock(snapshot.elapsed)} elapsed, shards {snapshot.shards_done}/{snapshot.shards_total} committed, "
         f"{_errors(snapshot)}"
