@@ -20,7 +20,7 @@ demo: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/python -m pytest
 
-# Throughput side by side (README, "Throughput"); a quiet machine gives steady figures. ~20 min on 2 cores.
+# Throughput side by side (docs/throughput.md); a quiet machine gives steady figures. ~20 min on 2 cores.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.throughput --json benchmark.json
 	$(BIN)/python -m benchmarks.throughput --memory --json benchmark-memory.json

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from jobs.runlog import route_logs
 from jobs.spec import JobSpec, parse_spec
 from jobs.storage import filesystem
 
@@ -247,8 +248,10 @@ def run_jobs(*, verbose: bool = False, reports: str | Path = "demo-output") -> D
     }.items():
         os.environ.setdefault(key, value)
     with loopback_s3() as endpoint:
-        # One local Ray for both jobs, with a slot for each actor of either.
-        connect(min_cpus=SPEECH_JOB_CPUS, verbose=verbose)
+        # One local Ray for both jobs, with a slot for each actor of either; Ray's start-up messages go to a file,
+        # as they do when a job starts Ray itself.
+        with route_logs(Path(reports) / "ray-start.log", verbose=verbose):
+            connect(min_cpus=SPEECH_JOB_CPUS, verbose=verbose)
         spec = demo_spec(endpoint, minilm_path())
         write_shards(spec)
         summary = run_job(spec, verbose=verbose)

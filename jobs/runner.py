@@ -346,7 +346,7 @@ def _process(plan: Plan, state: RunState, summary: RunSummary, *, verbose: bool)
             index = commits.pop(ref)
             records[index] = ray.get(ref)
             finished = sum(1 for r in records if r.committed_at)
-            log.debug("shard %s committed: %d rows, %d row error(s) (%d/%d)", records[index].key,
+            log.info("shard %s committed: %d rows, %d row error(s) (%d/%d)", records[index].key,
                      records[index].rows_out, records[index].row_errors, finished, len(shards))  # fmt: skip
         launch()
 
