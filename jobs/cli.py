@@ -71,10 +71,13 @@ def _report(output: str, out: str | None, storage: StorageSpec) -> int:
 def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return per command
     """Entry point of the ``lakelabel`` command; returns the exit code."""
     args = _parser().parse_args(argv)
+    fresh = not logging.getLogger().handlers
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     logging.getLogger("lakelabel").setLevel(logging.INFO)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(console_filter(verbose=getattr(args, "verbose", False)))
+    if fresh:
+        # run and demo keep lakelabel's INFO records (Ray start-up, shard commits) for the log file unless -v; the
+        # other commands print theirs, as they always did.
+        logging.getLogger().handlers[0].addFilter(console_filter(verbose=getattr(args, "verbose", True)))
     try:
         if args.command == "plan":
             from jobs.plan import make_plan  # noqa: PLC0415 - plan never imports Ray

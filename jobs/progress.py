@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
-from jobs.runlog import console_filter
+from jobs.runlog import PROGRESS_LOGGER, console_filter
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -148,7 +148,7 @@ class ProgressDisplay:
                 self.stream.flush()
         else:
             self.write(line)
-        self.log.debug("%s", line)
+        logging.getLogger(PROGRESS_LOGGER).info("%s", line)
         return self._block if self.live else line
 
     def write(self, text: str) -> None:
@@ -174,7 +174,7 @@ class ProgressDisplay:
             try:
                 self.tick()
             except Exception as exc:  # noqa: BLE001 - a failed poll must not stop the job
-                self.log.debug("progress poll failed: %s", exc)
+                self.log.info("progress poll failed: %s", exc)
 
     def start(self) -> None:
         """Start drawing."""
@@ -193,7 +193,7 @@ class ProgressDisplay:
             try:
                 self.tick()
             except Exception as exc:  # noqa: BLE001 - the run's result matters more than its last progress line
-                self.log.debug("progress poll failed: %s", exc)
+                self.log.info("progress poll failed: %s", exc)
         if self.live:
             self.log.removeHandler(self._handler)
             self.log.propagate = self._handler.previous

@@ -25,10 +25,12 @@ from jobs.layout import STATE
 if TYPE_CHECKING:
     import fsspec
 
-__all__ = ["LIBRARY_LOGGERS", "RunLog", "console_filter", "quiet_worker", "route_logs"]
+__all__ = ["LIBRARY_LOGGERS", "PROGRESS_LOGGER", "RunLog", "console_filter", "quiet_worker", "route_logs"]
 
 LIBRARY_LOGGERS = ("ray", "ray.data", "transformers", "huggingface_hub", "py.warnings")
 """Loggers whose records go to the run's log file, and to the console only when the run is verbose."""
+PROGRESS_LOGGER = "lakelabel.progress"
+"""Where the progress lines are logged for the file (the display writes them to the console itself)."""
 
 log = logging.getLogger("lakelabel")
 
@@ -81,9 +83,13 @@ def route_logs(path: str | Path, *, verbose: bool) -> Iterator[Path]:
     loggers = [logging.getLogger(name) for name in ("lakelabel", *LIBRARY_LOGGERS)]
     for logger in loggers:
         logger.addHandler(handler)
-    lakelabel = logging.getLogger("lakelabel")
-    previous_level = lakelabel.level
-    lakelabel.setLevel(logging.DEBUG)
+    lakelabel, progress = logging.getLogger("lakelabel"), logging.getLogger(PROGRESS_LOGGER)
+    saved = lakelabel.level, progress.level, progress.propagate
+    if lakelabel.getEffectiveLevel() > logging.INFO:
+        lakelabel.setLevel(logging.INFO)
+    progress.addHandler(handler)  # the progress lines, to the file only: the console has them from the display
+    progress.setLevel(logging.INFO)
+    progress.propagate = False
     levels: dict[logging.Handler, int] = {}
     if not verbose:
         for logger in loggers[1:]:
@@ -96,9 +102,11 @@ def route_logs(path: str | Path, *, verbose: bool) -> Iterator[Path]:
     finally:
         for console, level in levels.items():
             console.setLevel(level)
-        for logger in loggers:
+        for logger in (*loggers, progress):
             logger.removeHandler(handler)
-        lakelabel.setLevel(previous_level)
+        lakelabel.setLevel(saved[0])
+        progress.setLevel(saved[1])
+        progress.propagate = saved[2]
         handler.close()
 
 

@@ -100,7 +100,8 @@ def test_libraries_log_to_the_run_file_not_the_console(tmp_path: Path) -> None:
         with route_logs(tmp_path / "run.log", verbose=False):
             library.info("Running Dataset: progress block")
             library.error("a real failure")
-            logging.getLogger("lakelabel").debug("lakelabel detail")
+            logging.getLogger("lakelabel").info("lakelabel detail")
+            logging.getLogger("lakelabel.progress").info("progress 0:10  a line")
         library.info("after the run")
     finally:
         library.removeHandler(console)
@@ -112,6 +113,7 @@ def test_libraries_log_to_the_run_file_not_the_console(tmp_path: Path) -> None:
     logged = (tmp_path / "run.log").read_text()
     assert "progress block" in logged
     assert "lakelabel detail" in logged
+    assert "progress 0:10  a line" in logged
     assert "after the run" not in logged
 
 
