@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 __all__ = ["render_page"]
 
@@ -43,11 +44,18 @@ def _figure(height: float = 3.0) -> tuple[Figure, Any]:
     return figure, figure.subplots()
 
 
+def _most(counts: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Most frequent first, ties by name (JSON objects keep no order)."""
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+
 def _bars(title: str, counts: dict[str, float], unit: str = "rows") -> str:
-    items = list(counts.items())[:_TOP_LABELS]
+    items = _most(counts)[:_TOP_LABELS]
     figure, axes = _figure(max(1.6, 0.28 * len(items) + 0.8))
     names = [name if len(name) <= 40 else name[:37] + "..." for name, _ in items][::-1]
     axes.barh(names, [count for _, count in items][::-1], color="#4c78a8")
+    if all(isinstance(count, int) for _, count in items):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_title(title, fontsize=10)
     axes.set_xlabel(unit)
     return _svg(figure)
@@ -56,8 +64,14 @@ def _bars(title: str, counts: dict[str, float], unit: str = "rows") -> str:
 def _histogram(title: str, series: dict[str, Any], unit: str) -> str:
     figure, axes = _figure()
     edges, bins = series["edges"], series["bins"]
-    widths = [right - left for left, right in itertools.pairwise(edges)]
-    axes.bar(edges[:-1], bins, width=widths or 1.0, align="edge", color="#f58518", edgecolor="white")
+    low, high = series["min"], series["max"]
+    if high - low <= 1e-6 * max(1.0, abs(high)):  # e.g. the norms of normalised embeddings: one bar, no 1e-8 axis
+        axes.bar([series["mean"]], [series["count"]], width=max(abs(series["mean"]) * 0.02, 0.02), color="#f58518")
+        title = f"{title} (all {low:.6g} to {high:.6g})"
+    else:
+        widths = [right - left for left, right in itertools.pairwise(edges)]
+        axes.bar(edges[:-1], bins, width=widths, align="edge", color="#f58518", edgecolor="white")
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_title(title, fontsize=10)
     axes.set_xlabel(unit)
     axes.set_ylabel("rows" if unit != "score of each entity" else "entities")
@@ -112,7 +126,7 @@ def _step(step: dict[str, Any]) -> str:
             charts.append(_histogram(f"{step['name']}: {key}", series, unit or _UNITS.get(key, key)))
     parts.append('<div class="charts">' + "".join(f'<div class="chart">{c}</div>' for c in charts) + "</div>")
     if step["labels"]:
-        parts.append(_table(["label", "rows"], [[k, v] for k, v in list(step["labels"].items())[:_TOP_LABELS]]))
+        parts.append(_table(["label", "rows"], [[k, v] for k, v in _most(step["labels"])[:_TOP_LABELS]]))
     stats = [[key, s["count"], s["min"], s["mean"], s["max"]] for key, s in step["series"].items() if s["count"]]
     if stats:
         parts.append(_table(["series", "values", "min", "mean", "max"], stats))
@@ -123,12 +137,12 @@ def _errors(report: dict[str, Any]) -> str:
     rows = [
         [step["name"], message, count]
         for step in report["steps"]
-        for message, count in list(step["errors"].items())[:_TOP_MESSAGES]
+        for message, count in _most(step["errors"])[:_TOP_MESSAGES]
     ]
     if not rows:
         return "<p>No row errors.</p>"
     counts = {step["name"]: step["rows_with_errors"] for step in report["steps"]}
-    chart = _bars("rows with an error, by step", dict(sorted(counts.items(), key=lambda kv: -kv[1])))
+    chart = _bars("rows with an error, by step", counts)
     return f'<div class="chart">{chart}</div>' + _table(["step", "message", "rows"], rows)
 
 
@@ -144,7 +158,8 @@ def _throughput(report: dict[str, Any]) -> str:
         rated = [s for s in timing["shards"] if s["rows_per_second"]]
         if rated:
             rates = {s["key"]: s["rows_per_second"] for s in rated[:_TOP_LABELS]}
-            parts.append(_bars("rows/s per shard, from its first rows back to its commit", rates, "rows/s"))
+            shown = "" if len(rated) <= _TOP_LABELS else f" (the first {_TOP_LABELS} of {len(rated)} committed)"
+            parts.append(_bars(f"rows/s per shard, from its first rows back to its commit{shown}", rates, "rows/s"))
     lines = ['<div class="charts">' + "".join(f'<div class="chart">{c}</div>' for c in parts) + "</div>"]
     if timing["steps"]:
         lines.append(
