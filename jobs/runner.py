@@ -14,8 +14,11 @@ import functools
 import logging
 import math
 import os
+import sys
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -44,6 +47,8 @@ from jobs.commit import (
     stage,
 )
 from jobs.plan import Plan, make_plan
+from jobs.progress import ProgressDisplay, Snapshot
+from jobs.runlog import RunLog, quiet_worker, route_logs
 from jobs.shards import ShardError
 from jobs.state import OutputExistsError, RunState, prepare, quarantine, write_manifest
 from jobs.summary import RunSummary, StepStats
@@ -117,7 +122,8 @@ class _Collector:
 class _StepWorker:
     """A Ray Data actor around one operator: the model is loaded once, in ``__init__``."""
 
-    def __init__(self, operator: Operator, collector: Any) -> None:
+    def __init__(self, operator: Operator, collector: Any, *, verbose: bool) -> None:
+        quiet_worker(verbose=verbose)
         self.operator = operator
         self.collector = collector
         use_cpus(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))
@@ -136,7 +142,8 @@ class _StepWorker:
 class _PrepareWorker:
     """A CPU-only Ray Data actor that decodes a step's media ahead of its model stage."""
 
-    def __init__(self, preparer: Preparer) -> None:
+    def __init__(self, preparer: Preparer, *, verbose: bool) -> None:
+        quiet_worker(verbose=verbose)
         self.preparer = preparer
         self.preparer.setup()
 
@@ -193,22 +200,44 @@ def _stage(batch: pa.Table, layout: Layout, keys: list[str], paths: list[str], *
     return stage(batch, layout, keys)
 
 
-def connect(min_cpus: int = 1) -> None:
+def connect(min_cpus: int = 1, *, verbose: bool = False) -> None:
     """Attach to ``RAY_ADDRESS`` when set (or to a Ray already initialised); else start a local Ray.
 
     Without ``RAY_ADDRESS`` a fresh local instance is started even if a cluster runs on this machine
-    (``RAY_ADDRESS=auto`` attaches to that one), so a stale cluster record never captures a job.
+    (``RAY_ADDRESS=auto`` attaches to that one), so a stale cluster record never captures a job. Workers' output
+    reaches this console only when ``verbose``; otherwise it stays in Ray's session logs (:func:`worker_logs`).
     """
     if ray.is_initialized():
         return
     address = os.environ.get("RAY_ADDRESS")
     if address:
         log.info("attaching to the Ray cluster at %s", address)
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=verbose)
         return
     cpus = max(os.cpu_count() or 1, min_cpus)
     log.info("starting a local Ray with %d CPU slot(s)", cpus)
-    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=True)
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=verbose)
+
+
+def worker_logs() -> str:
+    """Where this Ray session keeps its workers' output (on each node, for a cluster)."""
+    node = ray._private.worker._global_node  # Ray Data finds its own log directory the same way
+    if node is not None:
+        return f"{node.get_session_dir_path()}/logs"
+    return f"<Ray temp dir>/{ray.get_runtime_context().get_session_name()}/logs"
+
+
+@contextmanager
+def _ray_data_console(*, verbose: bool) -> Iterator[None]:
+    """Ray Data's progress bars only when verbose; otherwise its logged progress (non-terminal) goes to the log file."""
+    context = ray.data.DataContext.get_current()
+    previous = context.enable_progress_bars
+    if not verbose:
+        context.enable_progress_bars = not sys.stdout.isatty()  # a terminal would get tqdm bars, not log records
+    try:
+        yield
+    finally:
+        context.enable_progress_bars = previous
 
 
 def _gpus(step_gpus: float | None, operator: Operator) -> float:
@@ -218,7 +247,7 @@ def _gpus(step_gpus: float | None, operator: Operator) -> float:
     return operator.resources().num_gpus if has_gpus else 0.0
 
 
-def _pipeline(plan: Plan, shards: list[Shard], collector: Any) -> ray.data.Dataset:
+def _pipeline(plan: Plan, shards: list[Shard], collector: Any, *, verbose: bool) -> ray.data.Dataset:
     spec = plan.spec
     # Reads and staging run a bounded number of tasks at a time, like the model pools: memory stays flat
     # however many shards the job has.
@@ -234,7 +263,7 @@ def _pipeline(plan: Plan, shards: list[Shard], collector: Any) -> ray.data.Datas
         if preparer is not None:
             dataset = dataset.map_batches(
                 _PrepareWorker,
-                fn_constructor_kwargs={"preparer": preparer},
+                fn_constructor_kwargs={"preparer": preparer, "verbose": verbose},
                 batch_format="pyarrow",
                 batch_size=batch,
                 compute=ActorPoolStrategy(min_size=1, max_size=high),
@@ -247,7 +276,7 @@ def _pipeline(plan: Plan, shards: list[Shard], collector: Any) -> ray.data.Datas
         in_flight = None if gpus else 1
         dataset = dataset.map_batches(
             _StepWorker,
-            fn_constructor_kwargs={"operator": operator, "collector": collector},
+            fn_constructor_kwargs={"operator": operator, "collector": collector, "verbose": verbose},
             batch_format="pyarrow",
             batch_size=batch,
             compute=ActorPoolStrategy(min_size=low, max_size=high, max_tasks_in_flight_per_actor=in_flight),
@@ -275,7 +304,7 @@ _commit = ray.remote(num_cpus=0, max_retries=3)(commit_shard)
 _COMMITS_IN_FLIGHT = 4
 
 
-def _process(plan: Plan, state: RunState, summary: RunSummary) -> list[ShardRecord]:
+def _process(plan: Plan, state: RunState, summary: RunSummary, *, verbose: bool) -> list[ShardRecord]:
     """Stream the pending shards through the steps, committing each shard as its rows come back."""
     layout = plan.layout
     shards = state.pending
@@ -321,16 +350,26 @@ def _process(plan: Plan, state: RunState, summary: RunSummary) -> list[ShardReco
                      records[index].rows_out, records[index].row_errors, finished, len(shards))  # fmt: skip
         launch()
 
+    begun = time.perf_counter()
+
+    def poll() -> Snapshot:
+        steps, _ = ray.get(collector.snapshot.remote())
+        done = sum(1 for record in records if record.committed_at)
+        return Snapshot(time.perf_counter() - begun, steps, summary.rows_in, done, len(shards))
+
     for index, shard in enumerate(shards):
         if shard.rows == 0:
             start(index)
     try:
-        for staged in _pipeline(plan, shards, collector).iter_batches(batch_format="pyarrow", batch_size=None):
-            for index in coverage.add(staged):
-                start(index)
-            collect(wait=False)
-        while commits:
-            collect(wait=True)
+        with ProgressDisplay(poll, verbose=verbose):
+            for staged in _pipeline(plan, shards, collector, verbose=verbose).iter_batches(
+                batch_format="pyarrow", batch_size=None
+            ):
+                for index in coverage.add(staged):
+                    start(index)
+                collect(wait=False)
+            while commits:
+                collect(wait=True)
     except Exception as exc:
         raise JobFailedError(_reason(exc)) from exc
     steps, unreadable = ray.get(collector.snapshot.remote())
@@ -346,11 +385,12 @@ def _process(plan: Plan, state: RunState, summary: RunSummary) -> list[ShardReco
     return [record for record in records if record.committed_at]
 
 
-def run_job(spec: JobSpec) -> RunSummary:
+def run_job(spec: JobSpec, *, verbose: bool = False) -> RunSummary:
     """Run ``spec`` to completion and return its summary. Input shards are checked before any model loads.
 
     Shards already done by an earlier run of the same spec are skipped (``output.mode: resume``); the manifest
-    ``_SUCCESS`` is written when every shard is committed or quarantined.
+    ``_SUCCESS`` is written when every shard is committed or quarantined. The console gets a start line naming the
+    run's log file, progress and warnings; Ray's and the models' own output goes to the log file unless ``verbose``.
     """
     started = time.perf_counter()
     plan = make_plan(spec)
@@ -363,24 +403,36 @@ def run_job(spec: JobSpec) -> RunSummary:
         shards_skipped=len(state.done),
         quarantined=[(item.path, item.reason) for item in plan.quarantined],
     )
-    if state.done:
-        log.info("%d shard(s) already done by an earlier run of this spec; %d to process",
-                 len(state.done), len(state.pending))  # fmt: skip
-    if state.pending:
-        needed = plan.cpu_slots()
-        connect(min_cpus=needed)
-        available = ray.cluster_resources().get("CPU", 0)
-        if available < needed:
-            log.warning(
-                "the Ray cluster has %g CPU slot(s); this job's actor pools and read/write tasks need %d",
-                available,
-                needed,
-            )
-        records = _process(plan, state, summary)
-        plan.layout.remove(plan.layout.staging_root, recursive=True)  # what is left belongs to no shard
-        summary.shards_processed = len(records)
-        summary.rows_out = sum(record.rows_out for record in records)
-        summary.row_errors = sum(record.row_errors for record in records)
-    summary.wall_seconds = time.perf_counter() - started
-    write_manifest(plan, state, summary)
+    run_log = RunLog.for_run(plan.layout.fs, plan.layout.root, state.run_id, spec.name)
+    try:
+        with route_logs(run_log.local, verbose=verbose), _ray_data_console(verbose=verbose):
+            _run(plan, state, summary, run_log, verbose=verbose)
+            summary.wall_seconds = time.perf_counter() - started
+            write_manifest(plan, state, summary)
+    finally:
+        run_log.publish()
     return summary
+
+
+def _run(plan: Plan, state: RunState, summary: RunSummary, run_log: RunLog, *, verbose: bool) -> None:
+    console = {"console": True}
+    to_do = f"{len(state.pending)} shard(s) to process" + (f", {len(state.done)} already done" if state.done else "")
+    if not state.pending:
+        log.info("job %s run %s: %s; log: %s", plan.spec.name, state.run_id, to_do, run_log.shown, extra=console)
+        return
+    needed = plan.cpu_slots()
+    connect(min_cpus=needed, verbose=verbose)
+    log.info("job %s run %s: %s (%d rows); log: %s; Ray's worker logs: %s", plan.spec.name, state.run_id,
+             to_do, summary.rows_in, run_log.shown, worker_logs(), extra=console)  # fmt: skip
+    available = ray.cluster_resources().get("CPU", 0)
+    if available < needed:
+        log.warning(
+            "the Ray cluster has %g CPU slot(s); this job's actor pools and read/write tasks need %d",
+            available,
+            needed,
+        )
+    records = _process(plan, state, summary, verbose=verbose)
+    plan.layout.remove(plan.layout.staging_root, recursive=True)  # what is left belongs to no shard
+    summary.shards_processed = len(records)
+    summary.rows_out = sum(record.rows_out for record in records)
+    summary.row_errors = sum(record.row_errors for record in records)

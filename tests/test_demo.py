@@ -3,9 +3,16 @@ tiny.en must transcribe the spoken clips, and the transcripts must get the topic
 
 from __future__ import annotations
 
+import json
+
+import duckdb
+import pyarrow as pa
 import pytest
 
 from jobs.demo import DemoRun, render, run_jobs, speech_clips
+from jobs.report import ReportFiles
+from tests import report_reference
+from tests.test_report import embedded
 from tests.wer import wer
 
 FINANCE, FOOD, HEALTH = "business and finance", "food and cooking", "health and medicine"
@@ -61,8 +68,8 @@ EXPECTED = {
 
 
 @pytest.fixture(scope="module")
-def demo(ray_local: None) -> DemoRun:
-    return run_jobs()
+def demo(ray_local: None, tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    return run_jobs(reports=tmp_path_factory.mktemp("demo-reports"))
 
 
 def test_demo_topics_fit_the_texts(demo: DemoRun) -> None:
@@ -118,3 +125,30 @@ def test_demo_prints_the_counts_transcripts_and_topics(demo: DemoRun) -> None:
         assert line in text
         assert f"-> {row['topic']['labels'][0]} (" in text.split(line, 1)[1].split("\n", 2)[1]
     assert "truncated.flac -> no transcript (transcript: " in text
+    assert f"\nreport: {demo.text_report.html.resolve()} (figures: report.json)\n" in text
+    assert text.endswith(f"\nreport: {demo.speech_report.html.resolve()} (figures: report.json)")
+
+
+def _check_report(files: ReportFiles, rows: pa.Table, kinds: dict[str, tuple[str, str]]) -> None:
+    figures = embedded(files.html.read_text(encoding="utf-8"))
+    assert figures == json.loads(files.json.read_text(encoding="utf-8"))
+    con = duckdb.connect()
+    con.register("output", rows)
+    assert figures["rows"] == con.execute("select count(*) from output").fetchone()[0]
+    assert figures["rows_with_errors"] == report_reference.rows_with_errors(con, "output")
+    assert [step["name"] for step in figures["steps"]] == list(kinds)
+    for step in figures["steps"]:
+        kind, reference_kind = kinds[step["name"]]
+        assert step["kind"] == kind
+        reference = report_reference.step_figures(con, "output", step["name"], reference_kind)
+        report_reference.assert_step_matches(step, reference)
+    assert figures["complete"]
+    assert sum(shard["rows"] for shard in figures["throughput"]["shards"]) == rows.num_rows
+
+
+def test_demo_reports_equal_duckdb_over_the_outputs(demo: DemoRun) -> None:
+    """The demo's reports, made from the bucket's files, against DuckDB over the same rows read back."""
+    topic, embedding = ("zero-shot", "zero-shot"), ("embedding", "embedding")
+    _check_report(demo.text_report, demo.text_rows, {"topic": topic, "embedding": embedding})
+    kinds = {"transcript": ("text", "asr"), "topic": topic, "embedding": embedding}
+    _check_report(demo.speech_report, demo.speech_rows, kinds)
