@@ -15,6 +15,8 @@ Labeling with a chat model (``docs/llm-labeling.md``):
   model's chat template as the pipeline applies a chat; the output is the assistant's reply alone (the pipeline's
   ``generated_text`` with ``return_full_text=False``). A model without a chat template is refused. A chat longer
   than the window less ``max_new_tokens`` has its longest filled-in values cut (instructions and examples stay).
+  ``sanitize_control_tokens`` (default true) encodes control tokens inside the messages (``<|im_start|>`` in a
+  row's text) as plain text, so a row cannot open a turn of its own; false gives the pipeline's default.
 * ``response_format``: a JSON Schema; the output column is its Arrow type (``operators.structured``) and decoding
   is constrained by the schema's grammar (``operators.grammar``). A reply that does not parse or validate (cut off
   by ``max_new_tokens``) is a row error. ``choices: [a, b, c]``: the reply is one of them, a ``string`` column
@@ -61,6 +63,7 @@ class TextGeneration(Generation):
         "prefix": None,
         "clean_up_tokenization_spaces": None,
         "messages": None,
+        "sanitize_control_tokens": True,
         "response_format": None,
         "choices": None,
     }
@@ -69,8 +72,9 @@ class TextGeneration(Generation):
     def validate_options(self) -> None:
         super().validate_options()
         step = self._step()
-        if not isinstance(self.options["return_full_text"], bool):
-            raise OptionError(f"{step}: option return_full_text must be true or false")
+        for name in ("return_full_text", "sanitize_control_tokens"):
+            if not isinstance(self.options[name], bool):
+                raise OptionError(f"{step}: option {name} must be true or false")
         self.template: MessageTemplate | None = None
         if self.options["messages"] is not None:
             self.template = MessageTemplate(self.options["messages"], step=step)
@@ -201,6 +205,7 @@ class TextGeneration(Generation):
                 self.template.fill(values),
                 add_generation_prompt=not self.template.prefill,
                 continue_final_message=self.template.prefill,
+                sanitize_control_tokens=self.options["sanitize_control_tokens"],
                 tokenize=True,
                 return_dict=False,
             )
