@@ -151,7 +151,7 @@ class TextGeneration(Generation):
             text, reason = placeholder_value(raw, field)
             if reason is not None:
                 return reason
-            value[field] = text
+            value[field] = text  # the row's dict (made by row_values) now holds the text its placeholder takes
         return None
 
     @override
@@ -176,7 +176,7 @@ class TextGeneration(Generation):
             self.grammar = JsonGrammar(
                 self.grammar_schema,
                 self.tokenizer,
-                vocab_size=self.model.config.vocab_size,
+                vocab_size=self.model.get_output_embeddings().weight.shape[0],  # the logits' width
                 stop_token_ids=self._stops(),
             )
             self.reader = ReplyReader(self.schema)

@@ -9,6 +9,7 @@ struct of the schema's fields and types.
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -344,3 +345,18 @@ def test_a_missing_grammar_library_names_the_extra(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(grammar.importlib.util, "find_spec", lambda name: None if name == "xgrammar" else real(name))
     with pytest.raises(OptionError, match=r"need xgrammar: pip install 'lakelabel\[llm\]'"):
         make("/no/such/model", choices=["a", "b"])
+
+
+def test_sampling_under_the_grammar_is_seeded_and_stays_valid(chat: str) -> None:
+    choices = ["positive", "negative", "neutral"]
+    options = {"messages": MESSAGES, "choices": choices, "do_sample": True, "temperature": 3.0}
+    operator = make(chat, **options)
+    operator = pickle.loads(pickle.dumps(operator))  # as the runner ships it to a worker, before setup
+    table = pa.table({"text": HOSTILE[:4] * 4})
+    first = operator(table)
+    assert first.column("lakelabel_errors").to_pylist() == [[]] * table.num_rows
+    values = first.column("label").to_pylist()
+    assert set(values) <= set(choices)
+    assert len(set(values)) > 1, values  # a hot temperature: not always the greedy choice
+    assert make(chat, **options)(table).column("label").to_pylist() == values
+    assert make(chat, **options, seed=1)(table).column("label").to_pylist() != values
