@@ -61,8 +61,8 @@ def test_a_structured_labeling_job_commits_typed_parquet(tmp_path: Path, ray_loc
 
     files = f"{tmp_path / 'out'}/*.parquet"
     types = dict(duckdb.sql(f"DESCRIBE SELECT ticket, mood FROM '{files}'").fetchall()[i][:2] for i in range(2))
-    assert types == {"ticket": "STRUCT(label VARCHAR, urgent BOOLEAN, products VARCHAR[])", "mood": "VARCHAR"}
-    got = duckdb.sql(f"SELECT subject, body, ticket, mood, lakelabel_errors FROM '{files}'").arrow()
+    assert types == {"ticket": 'STRUCT("label" VARCHAR, urgent BOOLEAN, products VARCHAR[])', "mood": "VARCHAR"}
+    got = duckdb.sql(f"SELECT subject, body, ticket, mood, lakelabel_errors FROM '{files}'").fetch_arrow_table()
     rows = {row["subject"]: row for row in got.to_pylist()}
     assert rows["Hello"]["ticket"] is None
     assert rows["Hello"]["lakelabel_errors"][0]["message"] == "input column 'body' is null"
