@@ -360,3 +360,10 @@ def test_sampling_under_the_grammar_is_seeded_and_stays_valid(chat: str) -> None
     assert len(set(values)) > 1, values  # a hot temperature: not always the greedy choice
     assert make(chat, **options)(table).column("label").to_pylist() == values
     assert make(chat, **options, seed=1)(table).column("label").to_pylist() != values
+
+
+def test_choices_with_quotes_and_accents_come_back_unescaped(chat: str) -> None:
+    choices = ["très bien", 'say "hi"', "ok\\no"]
+    out = make(chat, messages=MESSAGES, choices=choices)(pa.table({"text": HOSTILE[:3]}))
+    assert out.column("lakelabel_errors").to_pylist() == [[]] * 3
+    assert set(out.column("label").to_pylist()) <= set(choices)
