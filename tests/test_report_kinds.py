@@ -9,13 +9,13 @@ import pyarrow as pa
 import pytest
 
 from jobs.report.figures import BINS, Figures, kind_of
-from operators.fill_mask import FILLED
-from operators.object_detection import DETECTION
-from operators.question_answering import ANSWER
-from operators.ranking import LABEL_SCORE
-from operators.speech_recognition import TRANSCRIPT
-from operators.token_classification import ENTITY
-from operators.zero_shot import LABELS_SCORES
+from operators.audio.speech_recognition import TRANSCRIPT
+from operators.core.ranking import LABEL_SCORE
+from operators.text.fill_mask import FILLED
+from operators.text.question_answering import ANSWER
+from operators.text.token_classification import ENTITY
+from operators.text.zero_shot import LABELS_SCORES
+from operators.vision.object_detection import DETECTION
 
 ERRORS = pa.list_(pa.struct([("step", pa.string()), ("message", pa.string())]))
 GENERATED = pa.struct([("generated_text", pa.string())])

@@ -49,6 +49,19 @@ class OptionError(ValueError):
     """A step's ``options`` hold an unknown key or a value the task cannot use."""
 
 
+class RowFailures(Exception):  # noqa: N818 - not an error of the batch: it carries the batch's result
+    """Raised by ``annotate`` when some rows have no value: the batch's array (nulls there) and each one's reason.
+
+    For a model whose output is checked after the batch ran (a reply that must parse as JSON), so that one bad
+    row does not make the whole batch run again row by row. ``reasons`` maps positions in ``annotate``'s input.
+    """
+
+    def __init__(self, array: pa.Array, reasons: Mapping[int, str]) -> None:
+        super().__init__(f"{len(reasons)} row(s) without a value")
+        self.array = array
+        self.reasons = dict(reasons)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Resources:
     """What one worker of a step needs. ``num_gpus`` is used only where the cluster has GPUs."""
@@ -217,6 +230,9 @@ class Operator(ABC):
             return pa.nulls(0, self.output_type())
         try:
             return self.annotate(texts)
+        except RowFailures as failures:
+            errors.update({rows[position]: reason for position, reason in failures.reasons.items()})
+            return failures.array
         except Exception as exc:  # noqa: BLE001 - fall back to isolating the failing rows
             log.warning(
                 "step '%s': a batch of %d rows failed (%s: %s); retrying row by row",
@@ -229,6 +245,9 @@ class Operator(ABC):
         for text, row in zip(texts, rows, strict=True):
             try:
                 parts.append(self.annotate([text]))
+            except RowFailures as failures:
+                errors[row] = next(iter(failures.reasons.values()))
+                parts.append(failures.array)
             except Exception as exc:  # noqa: BLE001 - the error is recorded on the row
                 errors[row] = f"{type(exc).__name__}: {exc}"
                 parts.append(pa.nulls(1, self.output_type()))

@@ -102,7 +102,7 @@ class Generation(Operator):
             self.tokenizer.pad_token = self.tokenizer.eos_token
 
     @abstractmethod
-    def _encode(self, texts: list[str]) -> list[list[int]]:
+    def _encode(self, texts: list[Any]) -> list[list[int]]:
         """Token ids per text, ready to pad into a batch."""
 
     def _finish(self, text: str, generated: str) -> str:
@@ -110,8 +110,21 @@ class Generation(Operator):
         del text
         return generated
 
+    def _chunk_settings(self) -> dict[str, Any]:
+        """Extra ``generate()`` arguments made fresh for each batch (e.g. a grammar's logits processor)."""
+        return {}
+
     @override
     def annotate(self, texts: list[str]) -> pa.Array:
+        per_row = self.settings["num_return_sequences"]
+        outputs = self._generate(texts)
+        struct = pa.StructArray.from_arrays(
+            [pa.array([text for row in outputs for text in row], pa.string())], names=[self.field]
+        )
+        return struct if per_row == 1 else equal_lists(struct, per_row)
+
+    def _generate(self, texts: list[Any]) -> list[list[str]]:
+        """Each row's outputs (``num_return_sequences`` of them), in row order."""
         ids = self._encode(texts)
         per_row = self.settings["num_return_sequences"]
         outputs: list[list[str]] = [[] for _ in texts]
@@ -124,7 +137,7 @@ class Generation(Operator):
             inputs = {key: padded[key].to(self.device) for key in ("input_ids", "attention_mask")}
             torch.manual_seed(self.options["seed"])
             with torch.inference_mode():
-                sequences = self.model.generate(**inputs, **self.settings)
+                sequences = self.model.generate(**inputs, **self.settings, **self._chunk_settings())
             start = 0 if self.encoder_decoder else inputs["input_ids"].shape[1]
             decoded = self.tokenizer.batch_decode(
                 sequences[:, start:].cpu(),
@@ -134,10 +147,7 @@ class Generation(Operator):
             for position, row in enumerate(chunk):
                 found = decoded[position * per_row : (position + 1) * per_row]
                 outputs[row] = [self._finish(texts[row], text) for text in found]
-        struct = pa.StructArray.from_arrays(
-            [pa.array([text for row in outputs for text in row], pa.string())], names=[self.field]
-        )
-        return struct if per_row == 1 else equal_lists(struct, per_row)
+        return outputs
 
 
 class _Seq2Seq(Generation):
