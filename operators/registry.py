@@ -29,6 +29,7 @@ TASKS: dict[str, str] = {
     "image-to-text": "operators.vision.image_to_text:ImageToText",
     "automatic-speech-recognition": "operators.audio.speech_recognition:SpeechRecognition",
     "audio-classification": "operators.audio.audio_classification:AudioClassification",
+    "text-to-audio": "operators.speech_synthesis.text_to_speech:TextToSpeech",
 }
 """Every task lakelabel runs, named as ``transformers.pipeline()`` names it, with ``module:Class`` of its operator."""
 
