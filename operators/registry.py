@@ -27,6 +27,7 @@ TASKS: dict[str, str] = {
     "image-classification": "operators.vision.image_classification:ImageClassification",
     "object-detection": "operators.vision.object_detection:ObjectDetection",
     "image-to-text": "operators.vision.image_to_text:ImageToText",
+    "image-text-to-text": "operators.vision.image_text_to_text:ImageTextToText",
     "automatic-speech-recognition": "operators.audio.speech_recognition:SpeechRecognition",
     "audio-classification": "operators.audio.audio_classification:AudioClassification",
     "text-to-audio": "operators.speech_synthesis.text_to_speech:TextToSpeech",
