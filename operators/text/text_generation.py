@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import pyarrow as pa
 from transformers import AutoModelForCausalLM
 from typing_extensions import override
 
@@ -29,7 +30,9 @@ class TextGeneration(Generation):
     Options: those of ``Summarization`` (``max_new_tokens`` default: the model's ``max_new_tokens``, else 256; it
     must leave room for a prompt in the context window), ``return_full_text`` (default true: the prompt followed by
     the continuation; false: the continuation alone), ``prefix`` (default: the model's ``config.prefix``, if any) and
-    ``clean_up_tokenization_spaces`` (default null: the tokenizer's setting, as the pipeline does).
+    ``clean_up_tokenization_spaces`` (default null: the tokenizer's setting, as the pipeline does) and
+    ``max_length`` (the older bound on prompt and new tokens together, as ``generate()`` counts it; instead of
+    ``max_new_tokens``).
     """
 
     task: ClassVar[str] = "text-generation"
@@ -40,6 +43,7 @@ class TextGeneration(Generation):
         "return_full_text": True,
         "prefix": None,
         "clean_up_tokenization_spaces": None,
+        "max_length": None,
     }
 
     @override
@@ -47,6 +51,14 @@ class TextGeneration(Generation):
         super().validate_options()
         if not isinstance(self.options["return_full_text"], bool):
             raise OptionError(f"{self._step()}: option return_full_text must be true or false")
+        limit = self.options["max_length"]
+        if limit is not None:
+            if not isinstance(limit, int) or isinstance(limit, bool) or limit < 2:
+                raise OptionError(f"{self._step()}: option max_length must be an integer of at least 2")
+            if self.options["max_new_tokens"] is not None:
+                raise OptionError(
+                    f"{self._step()}: give max_length (prompt and new tokens) or max_new_tokens, not both"
+                )
 
     @override
     def load(self) -> None:
@@ -60,6 +72,8 @@ class TextGeneration(Generation):
         self._pad_with_eos()
         self.model, self.device = load_model(AutoModelForCausalLM, self.config)
         self._settings(getattr(self.model.config, "prefix", None))
+        if self.options["max_length"] is not None:
+            self.settings["max_new_tokens"] = 1  # room a prompt must leave; annotate() sets it per prompt length
         self.keep: int | None = None
         if self.window is not None:
             self.keep = self.window - self.settings["max_new_tokens"]
@@ -82,7 +96,31 @@ class TextGeneration(Generation):
         return rows
 
     @override
+    def annotate(self, texts: list[str]) -> pa.Array:
+        """Generate for each prompt; with ``max_length``, group the prompts by token length.
+
+        ``max_length`` is the pipeline's older bound on prompt and new tokens together: prompts of one length run
+        together, with ``max_new_tokens`` set to ``max_length`` less that length (at least 1, as ``generate()``).
+        """
+        limit = self.options["max_length"]
+        if limit is None:
+            return super().annotate(texts)
+        groups: dict[int, list[int]] = {}
+        for row, ids in enumerate(self._encode(texts)):
+            groups.setdefault(len(ids), []).append(row)
+        parts, order = [], []
+        for length, rows in sorted(groups.items()):
+            self.settings["max_new_tokens"] = max(1, limit - length)
+            parts.append(super().annotate([texts[row] for row in rows]))
+            order.extend(rows)
+        positions = sorted(range(len(order)), key=order.__getitem__)
+        return pa.concat_arrays(parts).take(pa.array(positions))
+
+    @override
     def refuse(self, text: str) -> str | None:
+        limit = self.options["max_length"]
+        if limit is not None and self._ready and len(self._encode([text])[0]) >= limit:
+            return f"the prompt has {len(self._encode([text])[0])} tokens: max_length {limit} leaves none to generate"
         if text.strip() or not self._ready or self.tokenizer.bos_token_id is not None:
             return None
         if self.tokenizer(self.prefix + text)["input_ids"]:
