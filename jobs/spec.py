@@ -23,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,20 @@ from typing import Any
 
 import yaml
 
-from operators import ERROR_COLUMN, Operator, OperatorConfig, OptionError, UnknownTaskError, operator_class
+from operators import (
+    ERROR_COLUMN,
+    ModelLoadError,
+    Operator,
+    OperatorConfig,
+    OptionError,
+    UnknownTaskError,
+    canonical_task,
+    default_model,
+    operator_class,
+)
+from operators.core.hub import check_hub_model
+
+log = logging.getLogger("lakelabel")
 
 
 class SpecError(ValueError):
@@ -166,12 +180,39 @@ def _model(value: str, base: Path) -> str:
     return value
 
 
+def _default_model(task: str, revision: Any, where: str) -> tuple[str, str]:
+    """``pipeline(task)``'s default model and revision (the step's revision, if set), checked to be reachable."""
+    try:
+        operator_class(task)
+    except UnknownTaskError as exc:
+        raise SpecError(f"{where}.task: {exc}") from None
+    try:
+        model, default_revision = default_model(task)
+    except UnknownTaskError as exc:
+        raise SpecError(f"{where}.model: {exc}") from None
+    revision = revision if isinstance(revision, str) and revision.strip() else default_revision
+    log.warning(
+        "%s: no model given; using transformers' default for %s: %s at revision %s", where, task, model, revision
+    )
+    try:
+        check_hub_model(model, revision)
+    except ModelLoadError as exc:
+        raise SpecError(
+            f"{where}.model: not set, so {exc}; set model to a local directory or a cached Hub id"
+        ) from None
+    return model, revision
+
+
 def _step(raw: Any, index: int, base: Path) -> StepSpec:
     where = f"steps[{index}]"
     block = _mapping(raw, where)
     _only(block, _STEP_KEYS, where)
-    values: dict[str, Any] = {key: _string(block, key, where) for key in ("task", "model", "input", "output")}
-    values["model"] = _model(values["model"], base)
+    values: dict[str, Any] = {key: _string(block, key, where) for key in ("task", "input", "output")}
+    values["task"] = canonical_task(values["task"])
+    model = _string(block, "model", where, required=False)
+    if model is None:
+        model, values["revision"] = _default_model(values["task"], block.get("revision"), where)
+    values["model"] = _model(model, base)
     options = block.get("options") or {}
     values["options"] = _mapping(options, f"{where}.options")
     if "batch_size" in block:

@@ -1,17 +1,21 @@
 """Batch operators that annotate one column of an Arrow table with a Hugging Face model."""
 
-from operators.core.base import Operator, OperatorConfig, OptionError, Resources
+from operators.core.base import ModelLoadError, Operator, OperatorConfig, OptionError, Resources
 from operators.core.columns import ERROR_COLUMN, ERROR_TYPE
-from operators.registry import TASKS, UnknownTaskError, operator_class
+from operators.registry import ALIASES, TASKS, UnknownTaskError, canonical_task, default_model, operator_class
 
 __all__ = [
+    "ALIASES",
     "ERROR_COLUMN",
     "ERROR_TYPE",
     "TASKS",
+    "ModelLoadError",
     "Operator",
     "OperatorConfig",
     "OptionError",
     "Resources",
     "UnknownTaskError",
+    "canonical_task",
+    "default_model",
     "operator_class",
 ]

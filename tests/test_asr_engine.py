@@ -69,17 +69,8 @@ def test_the_engine_gets_16khz_mono_and_its_results_become_rows(fake_engine: typ
             "model": "/models/whisper-ct2",
             "device": "cpu",
             "compute_type": "int8",
-            "options": {
-                "engine": "faster-whisper",
-                "return_timestamps": True,
-                "chunk_length_s": None,
-                "stride_length_s": None,
-                "max_new_tokens": 128,
-                "num_beams": 1,
-                "language": None,
-                "task": "transcribe",
-                "compute_type": "int8",
-            },
+            # only what the step set: every other transcribe() setting stays faster-whisper's default
+            "options": {"engine": "faster-whisper", "return_timestamps": True, "compute_type": "int8"},
         }
     ]
     lengths = [waveform.shape[0] for waveform in fake_engine.seen]
@@ -130,3 +121,21 @@ def test_the_engine_stage_prepares_only_the_waveform(fake_engine: type[FakeEngin
     out = make(engine="faster-whisper")(prepared)
     assert out.column("asr").to_pylist()[0]["text"] == " 120000 samples"
     assert prepared_column("asr") not in out.column_names
+
+
+@pytest.mark.parametrize(
+    ("options", "kwargs"),
+    [
+        ({"engine": "faster-whisper"}, {}),
+        ({"engine": "faster-whisper", "return_timestamps": True}, {}),
+        ({"num_beams": 1, "max_new_tokens": 64}, {"beam_size": 1, "max_new_tokens": 64}),
+        (
+            {"language": "en", "task": "translate", "chunk_length_s": 20, "return_timestamps": "word"},
+            {"language": "en", "task": "translate", "chunk_length": 20, "word_timestamps": True},
+        ),
+    ],
+)
+def test_faster_whisper_gets_only_the_settings_a_step_sets(options: dict, kwargs: dict) -> None:
+    from operators.audio.faster_whisper_engine import transcribe_kwargs
+
+    assert transcribe_kwargs(options) == kwargs

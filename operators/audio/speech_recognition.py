@@ -17,7 +17,9 @@ Two engines:
 
 Options (``pipeline()``'s names): ``engine``, ``return_timestamps`` (``False``; Whisper: ``True`` for segments or
 ``"word"``; CTC: ``"char"`` or ``"word"``), ``chunk_length_s``, ``stride_length_s``, ``max_new_tokens`` (default
-128, always bounded), ``num_beams`` (default 1: greedy, where ``pipeline()`` defaults to 5), ``language``
+128, always bounded), ``num_beams`` (default 1: greedy, as ``pipeline()`` with Whisper's generation config; the
+``faster-whisper`` engine keeps ``transcribe()``'s own defaults, a beam of 5, for every option a step leaves out),
+``language``
 (default: detected per chunk by multilingual Whisper), ``task`` (``transcribe`` or ``translate``; Whisper only;
 passed to the model only when set, so that a checkpoint's own prompt applies otherwise: ``transcribe`` for
 OpenAI's) and ``compute_type`` (faster-whisper only).
@@ -146,7 +148,7 @@ class SpeechRecognition(Operator):
                 self.config.model,
                 device=str(resolve_device(self.config.device)),
                 compute_type=self.options["compute_type"],
-                options=dict(self.options),
+                options=dict(self.config.options),  # only what the step sets: the rest are faster-whisper's defaults
             )
             return
         self.kind = model_kind(load_config(self.config), self.config.model)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -117,6 +117,11 @@ class Operator(ABC):
     """One of ``INPUT_KINDS``: what the input column must hold (checked in every shard's schema before a run)."""
 
     def __init__(self, config: OperatorConfig) -> None:
+        from operators.core.legacy import translate  # noqa: PLC0415 - legacy imports OptionError from this module
+
+        options = translate(self.task, config.options, f"step '{config.output}' ({self.task})")
+        if options != dict(config.options):
+            config = replace(config, options=options)
         unknown = sorted(set(config.options) - set(self.defaults))
         if unknown:
             known = ", ".join(sorted(self.defaults)) or "none"

@@ -50,8 +50,10 @@ class TextGeneration(Generation):
     Options: those of ``Summarization`` (``max_new_tokens`` default: the model's ``max_new_tokens``, else 256; it
     must leave room for a prompt in the context window), ``return_full_text`` (default true: the prompt followed by
     the continuation; false: the continuation alone), ``prefix`` (default: the model's ``config.prefix``, if any) and
-    ``clean_up_tokenization_spaces`` (default null: the tokenizer's setting, as the pipeline does); for labeling
-    with a chat model, ``messages``, ``response_format`` and ``choices`` (see the module's documentation).
+    ``clean_up_tokenization_spaces`` (default null: the tokenizer's setting, as the pipeline does), ``max_length``
+    (the older bound on prompt and new tokens together, as ``generate()`` counts it; instead of
+    ``max_new_tokens``); for labeling with a chat model, ``messages``, ``response_format`` and ``choices`` (see the
+    module's documentation).
     """
 
     task: ClassVar[str] = "text-generation"
@@ -66,6 +68,7 @@ class TextGeneration(Generation):
         "sanitize_control_tokens": True,
         "response_format": None,
         "choices": None,
+        "max_length": None,
     }
 
     @override
@@ -75,6 +78,12 @@ class TextGeneration(Generation):
         for name in ("return_full_text", "sanitize_control_tokens"):
             if not isinstance(self.options[name], bool):
                 raise OptionError(f"{step}: option {name} must be true or false")
+        limit = self.options["max_length"]
+        if limit is not None:
+            if not isinstance(limit, int) or isinstance(limit, bool) or limit < 2:
+                raise OptionError(f"{step}: option max_length must be an integer of at least 2")
+            if self.options["max_new_tokens"] is not None:
+                raise OptionError(f"{step}: give max_length (prompt and new tokens) or max_new_tokens, not both")
         self.template: MessageTemplate | None = None
         if self.options["messages"] is not None:
             self.template = MessageTemplate(self.options["messages"], step=step)
@@ -97,6 +106,8 @@ class TextGeneration(Generation):
                 f"{step}: response_format and choices take one greedy or sampled reply per row"
                 " (num_beams and num_return_sequences must be 1)"
             )
+        if self.options["max_length"] is not None:
+            raise OptionError(f"{step}: response_format and choices take max_new_tokens, not max_length")
         if self.config.options.get("return_full_text") is True:
             raise OptionError(f"{step}: option return_full_text: a structured reply is the value alone")
 
@@ -180,6 +191,8 @@ class TextGeneration(Generation):
                 stop_token_ids=self._stops(),
             )
             self.reader = ReplyReader(self.schema)
+        if self.options["max_length"] is not None:
+            self.settings["max_new_tokens"] = 1  # room a prompt must leave; annotate() sets it per prompt length
         self.keep: int | None = None
         if self.window is not None:
             self.keep = self.window - self.settings["max_new_tokens"]
@@ -223,10 +236,8 @@ class TextGeneration(Generation):
     def _chunk_settings(self) -> dict[str, Any]:
         return {} if self.grammar is None else {"logits_processor": [self.grammar.processor()]}
 
-    @override
-    def annotate(self, texts: list[Any]) -> pa.Array:
-        if self.schema is None:
-            return super().annotate(texts)
+    def _annotate_structured(self, texts: list[Any]) -> pa.Array:
+        """Replies decoded under the schema's grammar, read and validated; failed rows raise ``RowFailures``."""
         values: list[Any] = []
         reasons: dict[int, str] = {}
         for position, (reply,) in enumerate(self._generate(texts)):
@@ -259,7 +270,33 @@ class TextGeneration(Generation):
         return rows
 
     @override
+    def annotate(self, texts: list[Any]) -> pa.Array:
+        """Generate for each prompt; with ``max_length``, group the prompts by token length.
+
+        ``max_length`` is the pipeline's older bound on prompt and new tokens together: prompts of one length run
+        together, with ``max_new_tokens`` set to ``max_length`` less that length (at least 1, as ``generate()``).
+        """
+        if self.schema is not None:
+            return self._annotate_structured(texts)
+        limit = self.options["max_length"]
+        if limit is None:
+            return super().annotate(texts)
+        groups: dict[int, list[int]] = {}
+        for row, ids in enumerate(self._encode(texts)):
+            groups.setdefault(len(ids), []).append(row)
+        parts, order = [], []
+        for length, rows in sorted(groups.items()):
+            self.settings["max_new_tokens"] = max(1, limit - length)
+            parts.append(super().annotate([texts[row] for row in rows]))
+            order.extend(rows)
+        positions = sorted(range(len(order)), key=order.__getitem__)
+        return pa.concat_arrays(parts).take(pa.array(positions))
+
+    @override
     def refuse(self, text: str) -> str | None:
+        limit = self.options["max_length"]
+        if limit is not None and self._ready and len(self._encode([text])[0]) >= limit:
+            return f"the prompt has {len(self._encode([text])[0])} tokens: max_length {limit} leaves none to generate"
         if text.strip() or not self._ready or self.tokenizer.bos_token_id is not None:
             return None
         if self.tokenizer(self.prefix + text)["input_ids"]:
