@@ -339,7 +339,7 @@ def test_bad_structured_options_are_refused(options: dict[str, Any], match: str)
 
 
 def test_a_missing_grammar_library_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    from operators import grammar
+    from operators.text import grammar
 
     real = grammar.importlib.util.find_spec
     monkeypatch.setattr(grammar.importlib.util, "find_spec", lambda name: None if name == "xgrammar" else real(name))
