@@ -108,3 +108,25 @@ def test_the_memory_runs_report_a_peak_per_size(tmp_path: Path) -> None:
     report = _harness(*args, "--step", '{"batch_size": 16}')
     assert [entry["rows"] for entry in report["memory"]] == [40, 80]
     assert all(entry["peak_mib"] > 0 for entry in report["memory"])
+
+
+def test_the_gpu_check_compares_outputs_field_by_field() -> None:
+    from benchmarks.gpu import _agree
+
+    row = {"label": "pos", "score": 0.5, "spans": [{"word": "Paris", "start": 3, "score": 0.25}]}
+    near = {"label": "pos", "score": 0.5004, "spans": [{"word": "Paris", "start": 3, "score": 0.2502}]}
+    assert _agree(row, near, 1e-3) == (True, pytest.approx(4e-4))
+    assert _agree(row, near, 1e-4)[0] is False
+    assert _agree(row, {**near, "label": "neg"}, 1e-3)[0] is False
+    assert _agree(row, {**near, "spans": []}, 1e-3)[0] is False
+    assert _agree([0.1, float("nan")], [0.1, float("nan")], 1e-3)[0] is False
+
+
+def test_the_gpu_check_runs_an_operator_on_the_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks import gpu
+
+    monkeypatch.setattr(gpu, "CASES", [case for case in gpu.CASES if case.task == "text-classification"])
+    (entry,) = gpu.check_operators(tmp_path, device="cpu", half="bfloat16")
+    assert entry["float32"] == {"rows": 4, "agree": 4, "largest_gap": 0.0}
+    assert entry["bfloat16"]["rows"] == 4
+    assert entry["bfloat16"]["largest_gap"] > 0  # half precision really ran: its scores differ a little
