@@ -316,6 +316,7 @@ def _process(plan: Plan, state: RunState, summary: RunSummary) -> list[ShardReco
         for ref in done:
             index = commits.pop(ref)
             records[index] = ray.get(ref)
+            plan.sink.shard_committed(records[index])  # a table output commits in batches of shards
             finished = sum(1 for r in records if r.committed_at)
             log.info("shard %s committed: %d rows, %d row error(s) (%d/%d)", records[index].key,
                      records[index].rows_out, records[index].row_errors, finished, len(shards))  # fmt: skip
@@ -381,6 +382,11 @@ def run_job(spec: JobSpec) -> RunSummary:
         summary.shards_processed = len(records)
         summary.rows_out = sum(record.rows_out for record in records)
         summary.row_errors = sum(record.row_errors for record in records)
+    try:
+        table = plan.sink.finish()  # a table output registers the committed shard files it lacks
+    except Exception as exc:
+        raise JobFailedError(f"{plan.sink.label}: table commit failed ({_reason(exc)}); "
+                             "the shard files are committed and the next run registers them") from exc  # fmt: skip
     summary.wall_seconds = time.perf_counter() - started
-    write_manifest(plan, state, summary)
+    write_manifest(plan, state, summary, table=table)
     return summary
