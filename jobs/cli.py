@@ -20,8 +20,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("job", help="the job file (YAML)")
     plan = commands.add_parser("plan", help="validate a job and show its shards and steps; loads no model")
     plan.add_argument("job", help="the job file (YAML)")
-    status = commands.add_parser("status", help="shards done, pending and quarantined under an output prefix")
-    status.add_argument("output", help="the job's output.uri (s3://bucket/prefix or a local directory)")
+    status = commands.add_parser("status", help="shards done, pending and quarantined of an output")
+    status.add_argument(
+        "output", help="the job's output.uri (a prefix or a Delta table), or the job file (any output, Iceberg too)"
+    )
     status.add_argument("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL and the AWS config)")
     submit = commands.add_parser("submit", help="run a job on a Ray cluster through the Ray Jobs API")
     add_submit_arguments(submit)

@@ -144,7 +144,7 @@ def make_plan(spec: JobSpec) -> Plan:
     shards, quarantined = inspect_shards(source.fs, source.shard_paths(), columns, kinds, selected=selected)
     if spec.on_error == "raise":
         refuse(quarantined)
-    sink = open_sink(spec, source.root, create=False)
+    sink = open_sink(spec, source.root)
     root, layout = source.root, sink.layout
     if type(layout.fs) is type(source.fs) and f"{layout.root}/".startswith(f"{root}/"):
         raise ShardError(

@@ -78,8 +78,8 @@ class Sink(ABC):
         """Called at the end of the run; returns what the table commit did (None for a prefix)."""
         return None
 
-    def status_lines(self) -> list[str]:
-        """Extra lines for ``lakelabel status`` (the table and what it holds)."""
+    def status_lines(self, digest: str | None = None) -> list[str]:  # noqa: ARG002 - a prefix has no table
+        """Extra lines for ``lakelabel status``: the table and what it holds of spec ``digest``."""
         return []
 
 
@@ -99,7 +99,7 @@ def open_source(spec: JobSpec) -> Source:
     return DeltaSource(table, spec.storage)
 
 
-def open_sink(spec: JobSpec, input_root: str, *, create: bool = True) -> Sink:
+def open_sink(spec: JobSpec, input_root: str) -> Sink:
     """The ``Sink`` of ``spec.output``; shard keys are taken relative to ``input_root``."""
     table = spec.output_table
     if table is None:
@@ -109,7 +109,7 @@ def open_sink(spec: JobSpec, input_root: str, *, create: bool = True) -> Sink:
     if table.format == "iceberg":
         from jobs.lake.iceberg import IcebergSink  # noqa: PLC0415
 
-        return IcebergSink(spec, table, input_root, create=create)
+        return IcebergSink(table, spec.storage, input_root, spec)
     from jobs.lake.delta import DeltaSink  # noqa: PLC0415
 
-    return DeltaSink(spec, table, input_root, create=create)
+    return DeltaSink(table, spec.storage, input_root, spec)

@@ -151,10 +151,10 @@ class DeltaSource(Source):
 class DeltaSink(TableSink):
     """Annotated shard files registered in a Delta table, one transaction per batch."""
 
-    def __init__(self, spec: JobSpec, table: TableSpec, input_root: str, *, create: bool = True) -> None:  # noqa: ARG002
+    def __init__(self, table: TableSpec, storage: StorageSpec, input_root: str, spec: JobSpec | None = None) -> None:
         self.uri = _table_uri(table.uri or "")
-        self.options = storage_options(self.uri, spec.storage)
-        fs, _ = filesystem(table.uri or "", spec.storage)
+        self.options = storage_options(self.uri, storage)
+        fs, _ = filesystem(table.uri or "", storage)
         super().__init__(spec, table, input_root, fs, table.uri or "")
 
     def _table(self) -> DeltaTable | None:

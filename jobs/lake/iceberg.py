@@ -35,7 +35,7 @@ def load_catalog(table: TableSpec, storage: StorageSpec) -> Catalog:
     from pyiceberg.catalog import load_catalog as load  # noqa: PLC0415 - the iceberg extra
 
     properties = table.catalog_properties
-    name = properties.pop("name", None) or "lakelabel"
+    name = properties.pop("name", None) or "default"  # pyiceberg's own default; a SQL catalog keys tables by it
     endpoint = storage.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     if endpoint:
         properties.setdefault("s3.endpoint", endpoint)
@@ -141,11 +141,11 @@ class IcebergSource(Source):
 class IcebergSink(TableSink):
     """Annotated shard files registered in an Iceberg table with ``add_files``."""
 
-    def __init__(self, spec: JobSpec, table: TableSpec, input_root: str, *, create: bool = True) -> None:  # noqa: ARG002
-        self.catalog = load_catalog(table, spec.storage)
+    def __init__(self, table: TableSpec, storage: StorageSpec, input_root: str, spec: JobSpec | None = None) -> None:
+        self.catalog = load_catalog(table, storage)
         self.identifier = table.table or ""
         location = self._location()
-        fs, _ = filesystem(location, spec.storage)
+        fs, _ = filesystem(location, storage)
         super().__init__(spec, table, input_root, fs, location)
 
     def _location(self) -> str:

@@ -44,9 +44,9 @@ class TableSink(Sink):
     """A table output; subclasses read what the table holds and make one commit of new files."""
 
     def __init__(
-        self, spec: JobSpec, table: TableSpec, input_root: str, fs: fsspec.AbstractFileSystem, location: str
+        self, spec: JobSpec | None, table: TableSpec, input_root: str, fs: fsspec.AbstractFileSystem, location: str
     ) -> None:
-        self.spec = spec
+        self.spec = spec  # None: opened for ``lakelabel status`` only
         self.table = table
         self.table_format = table.format
         self.label = table.label()
@@ -80,7 +80,7 @@ class TableSink(Sink):
 
     # --- shared -----------------------------------------------------------------------------------------
 
-    def uri(self, record: ShardRecord) -> str:
+    def file_uri(self, record: ShardRecord) -> str:
         """A shard file's full URI, as the table references it."""
         path = f"{self.layout.root}/{record.files[0]}"
         return f"{self.scheme}://{path}" if self.scheme != "file" else f"file://{path}"
@@ -90,7 +90,7 @@ class TableSink(Sink):
         self.state = state
         if not self.exists():
             return
-        if self.spec.output_mode == "error_if_exists":
+        if self.spec is not None and self.spec.output_mode == "error_if_exists":
             raise OutputExistsError(f"output: {self.label} exists and output.mode is error_if_exists")
         registered = self.registered()
         stale = [
@@ -106,13 +106,16 @@ class TableSink(Sink):
     def shard_committed(self, record: ShardRecord) -> None:
         """Commit to the table each time ``output.commit_every`` shards are waiting."""
         self.waiting.append(record)
+        assert self.spec is not None, "a sink opened for status commits nothing"
         if len(self.waiting) >= self.spec.commit_every:
             self._commit(self.waiting)
             self.waiting = []
 
     def finish(self) -> dict[str, Any]:
         """Register every committed shard file of this spec the table lacks, this run's and earlier runs'."""
+        assert self.spec is not None, "a sink opened for status commits nothing"
         digest = spec_hash(self.spec)
+        self.layout.fs.invalidate_cache()
         records = [ShardRecord(**raw) for raw in self.layout.read_json_under(f"{self.layout.root}/{STATE}/shards")]
         self._commit([record for record in records if record.spec_hash == digest and record.files])
         self.waiting = []
@@ -127,11 +130,10 @@ class TableSink(Sink):
         records = [record for record in records if record.files]
         if not records:
             return
+        self.layout.fs.invalidate_cache()  # shard files were written by other processes since the last listing
         held = self.registered() if self.exists() else set()
-        new = sorted(
-            ((self.uri(record), record) for record in records if f"{self.layout.root}/{record.files[0]}" not in held),
-            key=lambda item: item[0],
-        )
+        fresh = [record for record in records if f"{self.layout.root}/{record.files[0]}" not in held]
+        new = sorted(((self.file_uri(record), record) for record in fresh), key=lambda item: item[0])
         if not new:
             return
         assert self.state is not None, "begin() is called before any commit"
@@ -161,6 +163,7 @@ class TableSink(Sink):
     def _properties(self, files: list[tuple[str, ShardRecord]], batch: int) -> dict[str, str]:
         """Provenance and the idempotence key; every value a string (Iceberg summaries hold only strings)."""
         assert self.state is not None
+        assert self.spec is not None
         provenance = self.state.provenance
         run = self.layout.read_json(self.layout.run_file) or {}
         return {
@@ -176,11 +179,11 @@ class TableSink(Sink):
             "lakelabel.input-since": json.dumps(run.get("input_since"), sort_keys=True),
         }
 
-    def status_lines(self) -> list[str]:
-        """The table, its position, and how many committed shard files it holds."""
+    def status_lines(self, digest: str | None = None) -> list[str]:
+        """The table, its position, and how many committed shard files of spec ``digest`` (this job's) it holds."""
         if not self.exists():
             return [f"table: {self.label} does not exist yet (created by the first table commit)"]
-        digest = spec_hash(self.spec)
+        digest = digest or spec_hash(self.spec)
         records = [
             r
             for r in self.layout.read_json_under(f"{self.layout.root}/{STATE}/shards")
