@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 FORMATS = ("parquet", "iceberg", "delta")
@@ -39,7 +39,7 @@ class TableSpec:
 
     format: str
     uri: str | None = None
-    catalog: tuple[tuple[str, str], ...] = ()
+    catalog: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # may hold credentials
     table: str | None = None
     snapshot: int | None = None
     version: int | None = None
