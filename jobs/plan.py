@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from jobs.blocks import batch_rows
 from jobs.lake import Sink, Source, open_sink, open_source
+from jobs.layout import STATE
 from jobs.provenance import spec_hash
 from jobs.shards import Quarantined, Shard, ShardError, inspect_shards, refuse
 from operators import ERROR_COLUMN, ERROR_TYPE, Operator
@@ -114,7 +115,7 @@ class Plan:
         sizes = {self.layout.key(shard.path): shard.bytes for shard in self.shards}
         return {
             record["key"]
-            for record in self.layout.read_json_under(f"{self.layout.root}/_lakelabel/shards")
+            for record in self.layout.read_json_under(f"{self.layout.root}/{STATE}/shards")
             if record["spec_hash"] == digest and sizes.get(record["key"]) == record["input_bytes"]
         }
 

@@ -387,6 +387,7 @@ def run_job(spec: JobSpec) -> RunSummary:
     except Exception as exc:
         raise JobFailedError(f"{plan.sink.label}: table commit failed ({_reason(exc)}); "
                              "the shard files are committed and the next run registers them") from exc  # fmt: skip
+    summary.table = table
     summary.wall_seconds = time.perf_counter() - started
     write_manifest(plan, state, summary, table=table)
     return summary

@@ -89,8 +89,11 @@ def prepare(plan: Plan) -> RunState:
         record = records.get(key)
         if record and record.spec_hash == digest and record.input_bytes == shard.bytes:
             state.done[key] = record
-            continue
-        state.pending.append(shard)
+        else:
+            state.pending.append(shard)
+    plan.sink.begin(state)  # a table output refuses before a file it references would be removed below
+    for shard in state.pending:
+        key = layout.key(shard.path)
         for path in (layout.record_file(key), layout.output_file(key)):
             layout.remove(path)
             remove_temporaries(layout.fs, path)
@@ -113,7 +116,6 @@ def prepare(plan: Plan) -> RunState:
     )
     for item in plan.quarantined:
         quarantine(layout, item.path, item.reason)
-    plan.sink.begin(state)
     return state
 
 
