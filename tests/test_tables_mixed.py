@@ -81,3 +81,54 @@ def test_an_iceberg_table_into_a_parquet_prefix(tmp_path: Path, models: dict[str
     place.append("iceberg", "tickets", rows(2))
     later = run_job(spec)
     assert (later.shards_processed, later.shards_skipped) == (1, 2)
+
+
+def test_a_concurrent_writer_to_the_output_table_loses_nothing_and_nothing_is_doubled(
+    tmp_path: Path, models: dict[str, str], ray_local: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    import threading
+
+    from pyiceberg.exceptions import CommitFailedException
+
+    place = Place(tmp_path, None, bucket="unused")
+    for part in range(6):
+        place.append("iceberg", "tickets", rows(part))
+    spec = parse_spec({
+        "name": "concurrent",
+        "input": place.block("iceberg", "tickets"),
+        "output": place.block("iceberg", "annotated") | {"commit_every": 1},
+        "steps": [CLASSIFY | {"model": models["classifier"]}],
+    })  # fmt: skip
+    place.append("iceberg", "annotated", rows(50, 1))  # the table exists, so both writers append to it
+    stop, written, their_retries = threading.Event(), [], []
+
+    def other_writer() -> None:
+        catalog = place.catalog()
+        batch = 51
+        while not stop.is_set():
+            try:
+                catalog.load_table("lake.annotated").append(rows(batch, 1))
+            except CommitFailedException:
+                their_retries.append(batch)
+                continue
+            written.append(batch)
+            batch += 1
+
+    writer = threading.Thread(target=other_writer)
+    writer.start()
+    try:
+        with caplog.at_level("INFO", logger="lakelabel"):
+            summary = run_job(spec)
+    finally:
+        stop.set()
+        writer.join()
+    assert summary.shards_processed == 6
+    out = place.read("iceberg", "annotated")
+    ids = out.column("id").to_pylist()
+    expected = place.read("iceberg", "tickets").column("id").to_pylist() + [b * 1000 for b in [50, *written]]
+    assert sorted(ids) == sorted(expected), "every row of both writers exactly once"
+    ours = [s for s in place.commits("iceberg", "annotated") if "lakelabel.run-id" in s]
+    assert sum(int(c["lakelabel.shards"]) for c in ours) == 6
+    retried = sum("another writer committed first" in r.getMessage() for r in caplog.records)
+    print(f"other writer: {len(written)} commits ({len(their_retries)} retried); lakelabel: {len(ours)} commits, "
+          f"{retried} retried after a conflict")  # fmt: skip

@@ -9,6 +9,7 @@ columns the table lacks are added in the same transaction as the data.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
     from jobs.lake.tablespec import TableSpec
     from jobs.spec import JobSpec, StorageSpec
 
-_RETRIES = 5
+_RETRIES = 8
+log = logging.getLogger("lakelabel")
 
 
 def load_catalog(table: TableSpec, storage: StorageSpec) -> Catalog:
@@ -192,9 +194,11 @@ class IcebergSink(TableSink):
         for attempt in range(_RETRIES):
             try:
                 return self._commit_once(uris, schema, properties, batch)
-            except (CommitFailedException, TableAlreadyExistsError):
+            except (CommitFailedException, TableAlreadyExistsError) as exc:
                 if attempt == _RETRIES - 1:
                     raise
+                log.info("%s: another writer committed first (%s); retrying on the new snapshot", self.label,
+                         type(exc).__name__)  # fmt: skip
                 time.sleep(0.2 * 2**attempt)
                 held = self.registered()
                 uris = [uri for uri in uris if split_uri(uri)[1] not in held]
