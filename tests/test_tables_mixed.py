@@ -83,11 +83,14 @@ def test_an_iceberg_table_into_a_parquet_prefix(tmp_path: Path, models: dict[str
     assert (later.shards_processed, later.shards_skipped) == (1, 2)
 
 
+@pytest.mark.parametrize("sink", ["iceberg", "delta"])
 def test_a_concurrent_writer_to_the_output_table_loses_nothing_and_nothing_is_doubled(
-    tmp_path: Path, models: dict[str, str], ray_local: None, caplog: pytest.LogCaptureFixture
+    sink: str, tmp_path: Path, models: dict[str, str], ray_local: None, caplog: pytest.LogCaptureFixture
 ) -> None:
     import threading
 
+    from deltalake import write_deltalake
+    from deltalake.exceptions import CommitFailedError
     from pyiceberg.exceptions import CommitFailedException
 
     place = Place(tmp_path, None, bucket="unused")
@@ -96,10 +99,10 @@ def test_a_concurrent_writer_to_the_output_table_loses_nothing_and_nothing_is_do
     spec = parse_spec({
         "name": "concurrent",
         "input": place.block("iceberg", "tickets"),
-        "output": place.block("iceberg", "annotated") | {"commit_every": 1},
+        "output": place.block(sink, "annotated") | {"commit_every": 1},
         "steps": [CLASSIFY | {"model": models["classifier"]}],
     })  # fmt: skip
-    place.append("iceberg", "annotated", rows(50, 1))  # the table exists, so both writers append to it
+    place.append(sink, "annotated", rows(50, 1))  # the table exists, so both writers append to it
     stop, written, their_retries = threading.Event(), [], []
 
     def other_writer() -> None:
@@ -107,12 +110,16 @@ def test_a_concurrent_writer_to_the_output_table_loses_nothing_and_nothing_is_do
         batch = 51
         while not stop.is_set():
             try:
-                catalog.load_table("lake.annotated").append(rows(batch, 1))
-            except CommitFailedException:
+                if sink == "iceberg":
+                    catalog.load_table("lake.annotated").append(rows(batch, 1))
+                else:
+                    write_deltalake(place.uri("annotated"), rows(batch, 1), mode="append")
+            except (CommitFailedException, CommitFailedError):
                 their_retries.append(batch)
                 continue
             written.append(batch)
             batch += 1
+            stop.wait(0.02)
 
     writer = threading.Thread(target=other_writer)
     writer.start()
@@ -123,12 +130,12 @@ def test_a_concurrent_writer_to_the_output_table_loses_nothing_and_nothing_is_do
         stop.set()
         writer.join()
     assert summary.shards_processed == 6
-    out = place.read("iceberg", "annotated")
+    out = place.read(sink, "annotated")
     ids = out.column("id").to_pylist()
     expected = place.read("iceberg", "tickets").column("id").to_pylist() + [b * 1000 for b in [50, *written]]
     assert sorted(ids) == sorted(expected), "every row of both writers exactly once"
-    ours = [s for s in place.commits("iceberg", "annotated") if "lakelabel.run-id" in s]
+    ours = [s for s in place.commits(sink, "annotated") if "lakelabel.run-id" in s]
     assert sum(int(c["lakelabel.shards"]) for c in ours) == 6
     retried = sum("another writer committed first" in r.getMessage() for r in caplog.records)
-    print(f"other writer: {len(written)} commits ({len(their_retries)} retried); lakelabel: {len(ours)} commits, "
-          f"{retried} retried after a conflict")  # fmt: skip
+    print(f"{sink}: other writer: {len(written)} commits ({len(their_retries)} retried); "
+          f"lakelabel: {len(ours)} commits, {retried} retried after a conflict")  # fmt: skip
