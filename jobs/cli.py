@@ -24,8 +24,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE)
     plan = commands.add_parser("plan", help="validate a job and show its shards and steps; loads no model")
     plan.add_argument("job", help="the job file (YAML)")
-    status = commands.add_parser("status", help="shards done, pending and quarantined under an output prefix")
-    status.add_argument("output", help="the job's output.uri (s3://bucket/prefix or a local directory)")
+    status = commands.add_parser("status", help="shards done, pending and quarantined of an output")
+    status.add_argument(
+        "output", help="the job's output.uri (a prefix or a Delta table), or the job file (any output, Iceberg too)"
+    )
     status.add_argument("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL and the AWS config)")
     report = commands.add_parser("report", help="an output's figures as a self-contained HTML page and JSON")
     report.add_argument("output", help="the job's output.uri (s3://bucket/prefix or a local directory)")

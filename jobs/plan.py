@@ -11,14 +11,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from jobs.blocks import batch_rows
-from jobs.layout import Layout
-from jobs.shards import Quarantined, Shard, ShardError, inspect_shards, refuse, shard_root
-from jobs.storage import filesystem
+from jobs.lake import Sink, Source, open_sink, open_source
+from jobs.layout import STATE
+from jobs.provenance import spec_hash
+from jobs.shards import Quarantined, Shard, ShardError, inspect_shards, refuse
 from operators import ERROR_COLUMN, ERROR_TYPE, Operator
 
 if TYPE_CHECKING:
     import fsspec
 
+    from jobs.layout import Layout
     from jobs.spec import JobSpec
 
 
@@ -27,13 +29,23 @@ class Plan:
     """A validated job bound to its storage: shards found, footers read, operators built (models not loaded)."""
 
     spec: JobSpec
-    input_fs: fsspec.AbstractFileSystem
+    source: Source
     shards: list[Shard]
     operators: list[Operator]
-    output_fs: fsspec.AbstractFileSystem
-    output_path: str
-    layout: Layout
+    sink: Sink
     quarantined: list[Quarantined]
+    since: list[str]
+    """For a table input: what changed since the last run (appends only, else the plan was refused)."""
+
+    @property
+    def input_fs(self) -> fsspec.AbstractFileSystem:
+        """Where the shards are read from."""
+        return self.source.fs
+
+    @property
+    def layout(self) -> Layout:
+        """Where shard files and records are committed."""
+        return self.sink.layout
 
     @property
     def rows(self) -> int:
@@ -59,11 +71,18 @@ class Plan:
     def render(self) -> str:
         """The plan as text: shards with rows and bytes, steps with columns, types and resources."""
         spec = self.spec
+        done = self.done_keys()
         lines = [
             f"job {spec.name}",
-            f"input  {spec.input_uri}: {len(self.shards)} shard(s), {self.rows} rows",
+            f"input  {self.source.label}: {len(self.shards)} shard(s), {self.rows} rows, "
+            f"{sum(self.layout.key(shard.path) in done for shard in self.shards)} already done",
         ]
-        lines += [f"  {shard.path}  {shard.rows} rows  {shard.bytes} bytes" for shard in self.shards]
+        lines += [f"  {line}" for line in self.since]
+        lines += [
+            f"  {shard.path}  {shard.rows} rows  {shard.bytes} bytes"
+            + ("  (done)" if self.layout.key(shard.path) in done else "")
+            for shard in self.shards
+        ]
         if self.quarantined:
             lines.append(f"quarantined: {len(self.quarantined)} shard(s) left out (on_error: record)")
             lines += [f"  {item.path}: {item.reason}" for item in self.quarantined]
@@ -86,8 +105,19 @@ class Plan:
                 f"cpus {cpus:g} per actor, gpus {gpus}"
             )
         lines.append(f"errors -> {ERROR_COLUMN} [{ERROR_TYPE}]")
-        lines.append(f"output {spec.output_uri} (mode {spec.output_mode}, on_error {spec.on_error})")
+        lines.append(f"output {self.sink.label} (mode {spec.output_mode}, on_error {spec.on_error})")
+        lines += [f"  {line}" for line in self.sink.status_lines()]
         return "\n".join(lines)
+
+    def done_keys(self) -> set[str]:
+        """Shards an earlier run of this spec committed (the input file unchanged): a run skips them."""
+        digest = spec_hash(self.spec)
+        sizes = {self.layout.key(shard.path): shard.bytes for shard in self.shards}
+        return {
+            record["key"]
+            for record in self.layout.read_json_under(f"{self.layout.root}/{STATE}/shards")
+            if record["spec_hash"] == digest and sizes.get(record["key"]) == record["input_bytes"]
+        }
 
 
 def _type_name(operator: Operator) -> str:
@@ -102,7 +132,7 @@ def make_plan(spec: JobSpec) -> Plan:
 
     Unusable shards are quarantined (``on_error: record``) or raise one ``ShardError`` naming each (``raise``).
     """
-    input_fs, input_path = filesystem(spec.input_uri, spec.storage)
+    source = open_source(spec)
     columns = spec.source_columns()
     operators = [step.operator() for step in spec.steps]
     kinds = {
@@ -112,22 +142,23 @@ def make_plan(spec: JobSpec) -> Plan:
         if column in columns
     }
     selected = list(spec.input_columns) if spec.input_columns else None
-    shards, quarantined = inspect_shards(input_fs, input_path, spec.input_uri, columns, kinds, selected=selected)
+    shards, quarantined = inspect_shards(source.fs, source.shard_paths(), columns, kinds, selected=selected)
     if spec.on_error == "raise":
         refuse(quarantined)
-    output_fs, output_path = filesystem(spec.output_uri, spec.storage)
-    root = shard_root(input_fs, input_path)
-    if type(output_fs) is type(input_fs) and f"{output_path}/".startswith(f"{root}/"):
+    sink = open_sink(spec, source.root)
+    root, layout = source.root, sink.layout
+    if type(layout.fs) is type(source.fs) and f"{layout.root}/".startswith(f"{root}/"):
         raise ShardError(
             f"output.uri: {spec.output_uri} lies inside the input {spec.input_uri}; its files would be read as input"
         )
+    previous = layout.read_json(layout.run_file) or {}
+    since = source.check_since(previous.get("input_position") if previous.get("spec_hash") == spec_hash(spec) else None)
     return Plan(
         spec=spec,
-        input_fs=input_fs,
+        source=source,
         shards=shards,
         operators=operators,
-        output_fs=output_fs,
-        output_path=output_path,
-        layout=Layout(fs=output_fs, root=output_path, input_root=root),
+        sink=sink,
         quarantined=quarantined,
+        since=since,
     )

@@ -25,7 +25,8 @@ _WEIGHTS = (".safetensors", ".bin", ".pt", ".pth")
 def normalised_spec(spec: JobSpec) -> dict[str, Any]:
     """The part of the spec that decides what the output holds, as plain JSON values."""
     return {
-        "input": {"uri": spec.input_uri, "columns": list(spec.input_columns) if spec.input_columns else None},
+        "input": {"uri": spec.input_uri, "columns": list(spec.input_columns) if spec.input_columns else None}
+        | ({"table": spec.input_table.identity()} if spec.input_table else {}),
         "steps": [
             {
                 "task": step.task,

@@ -345,6 +345,7 @@ def _process(plan: Plan, state: RunState, summary: RunSummary, *, verbose: bool)
         for ref in done:
             index = commits.pop(ref)
             records[index] = ray.get(ref)
+            plan.sink.shard_committed(records[index])  # a table output commits in batches of shards
             finished = sum(1 for r in records if r.committed_at)
             log.info("shard %s committed: %d rows, %d row error(s) (%d/%d)", records[index].key,
                      records[index].rows_out, records[index].row_errors, finished, len(shards))  # fmt: skip
@@ -407,11 +408,23 @@ def run_job(spec: JobSpec, *, verbose: bool = False) -> RunSummary:
     try:
         with route_logs(run_log.local, verbose=verbose), _ray_data_console(verbose=verbose):
             _run(plan, state, summary, run_log, verbose=verbose)
+            summary.table = _finish_output(plan)
             summary.wall_seconds = time.perf_counter() - started
-            write_manifest(plan, state, summary)
+            write_manifest(plan, state, summary, table=summary.table)
     finally:
         run_log.publish()
     return summary
+
+
+def _finish_output(plan: Plan) -> dict[str, Any] | None:
+    """End the output's run: a table output registers the committed shard files it lacks."""
+    try:
+        return plan.sink.finish()
+    except Exception as exc:
+        raise JobFailedError(
+            f"{plan.sink.label}: table commit failed ({_reason(exc)}); "
+            "the shard files are committed and the next run registers them"
+        ) from exc
 
 
 def _run(plan: Plan, state: RunState, summary: RunSummary, run_log: RunLog, *, verbose: bool) -> None:

@@ -115,14 +115,13 @@ class Quarantined:
 
 def inspect_shards(
     fs: fsspec.AbstractFileSystem,
-    path: str,
-    uri: str,
+    paths: list[str],
     columns: list[str],
     kinds: dict[str, str],
     *,
     selected: list[str] | None = None,
 ) -> tuple[list[Shard], list[Quarantined]]:
-    """Read every footer; check ``columns`` exist and hold what ``kinds`` says.
+    """Read every footer of ``paths``; check ``columns`` exist and hold what ``kinds`` says.
 
     Every column read (``selected``, or all of them when None) must have one type across the shards.
 
@@ -130,9 +129,6 @@ def inspect_shards(
     shards and the unusable ones with their reasons (unreadable footer, missing column, wrong type, a type that
     differs from the other shards'), both sorted by path.
     """
-    paths = list_shards(fs, path)
-    if not paths:
-        raise ShardError(f"input.uri: no Parquet shards (*.parquet) found at {uri}")
     problems: dict[str, str] = {}
 
     def check(shard_path: str) -> Shard | None:

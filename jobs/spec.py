@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from jobs.lake.tablespec import FORMATS, TableSpec, TableSpecError, parse_table
 from operators import (
     ERROR_COLUMN,
     ModelLoadError,
@@ -109,6 +110,12 @@ class JobSpec:
     on_error: str = "record"
     steps: tuple[StepSpec, ...]
     storage: StorageSpec = field(default_factory=StorageSpec)
+    input_table: TableSpec | None = None
+    """``input.format: iceberg | delta``; None for Parquet under ``input_uri``."""
+    output_table: TableSpec | None = None
+    """``output.format: iceberg | delta``; None for Parquet under ``output_uri``."""
+    commit_every: int = 100
+    """A table output gets a commit each time this many shards have committed (and one at the end)."""
 
     def source_columns(self) -> list[str]:
         """Columns the input shards must hold: the selected ones and every step input no earlier step writes."""
@@ -203,6 +210,24 @@ def _default_model(task: str, revision: Any, where: str) -> tuple[str, str]:
     return model, revision
 
 
+_PLACE_KEYS = {"parquet": {"uri"}, "iceberg": {"catalog", "table", "snapshot"}, "delta": {"uri", "version"}}
+
+
+def _place(block: dict[str, Any], where: str, extra: set[str]) -> tuple[TableSpec | None, str]:
+    """Where an input or output lives: a Parquet prefix (``uri``) or a table; returns the table and a URI label."""
+    table_format = block.get("format", "parquet")
+    if table_format not in FORMATS:
+        raise SpecError(f"{where}.format: one of {', '.join(FORMATS)}, got {table_format!r}")
+    _only(block, {"format", *extra} | _PLACE_KEYS[table_format], where)
+    if table_format == "parquet":
+        return None, _string(block, "uri", where) or ""
+    try:
+        table = parse_table(block, where, reading=where == "input")
+    except TableSpecError as exc:
+        raise SpecError(str(exc)) from None
+    return table, table.uri or f"iceberg://{table.catalog_name}/{table.table}"
+
+
 def _step(raw: Any, index: int, base: Path) -> StepSpec:
     where = f"steps[{index}]"
     block = _mapping(raw, where)
@@ -269,17 +294,24 @@ def parse_spec(data: Any, *, base: Path | None = None) -> JobSpec:
     if not _NAME.match(name or ""):
         raise SpecError(f"name: letters, digits, '_', '.' and '-' only, got {name!r}")
     source = _mapping(root.get("input"), "input")
-    _only(source, {"uri", "columns"}, "input")
+    input_table, input_uri = _place(source, "input", {"columns"})
     columns = source.get("columns")
     if columns is not None and (
         not isinstance(columns, list) or not columns or not all(isinstance(c, str) and c for c in columns)
     ):
         raise SpecError("input.columns: a non-empty list of column names")
     sink = _mapping(root.get("output"), "output")
-    _only(sink, {"uri", "mode"}, "output")
+    output_table, output_uri = _place(sink, "output", {"mode", "commit_every"})
     mode = sink.get("mode", "resume")
     if mode not in _MODES:
         raise SpecError(f"output.mode: one of {', '.join(_MODES)}, got {mode!r}")
+    if output_table is not None and mode == "overwrite":
+        raise SpecError("output.mode: overwrite would delete files a table output still references; "
+                        "use resume (the default), or write to a new table")  # fmt: skip
+    commit_every = sink.get("commit_every", 100)
+    if output_table is None and "commit_every" in sink:
+        raise SpecError("output.commit_every: only for a table output (format iceberg or delta)")
+    commit_every = _number(commit_every, "output.commit_every", integer=True, minimum=1)
     on_error = root.get("on_error", "record")
     if on_error not in _ERROR_POLICIES:
         raise SpecError(f"on_error: one of {', '.join(_ERROR_POLICIES)}, got {on_error!r}")
@@ -290,9 +322,9 @@ def parse_spec(data: Any, *, base: Path | None = None) -> JobSpec:
     _only(storage, {"endpoint_url", "region", "profile", "anon"}, "storage")
     spec = JobSpec(
         name=name or "",
-        input_uri=_string(source, "uri", "input") or "",
+        input_uri=input_uri,
         input_columns=tuple(columns) if columns else None,
-        output_uri=_string(sink, "uri", "output") or "",
+        output_uri=output_uri,
         output_mode=mode,
         on_error=on_error,
         steps=tuple(_step(raw, index, base) for index, raw in enumerate(steps)),
@@ -302,6 +334,9 @@ def parse_spec(data: Any, *, base: Path | None = None) -> JobSpec:
             profile=_string(storage, "profile", "storage", required=False),
             anon=bool(storage.get("anon", False)),
         ),
+        input_table=input_table,
+        output_table=output_table,
+        commit_every=commit_every,
     )
     _check_columns(spec)
     return spec

@@ -89,8 +89,11 @@ def prepare(plan: Plan) -> RunState:
         record = records.get(key)
         if record and record.spec_hash == digest and record.input_bytes == shard.bytes:
             state.done[key] = record
-            continue
-        state.pending.append(shard)
+        else:
+            state.pending.append(shard)
+    plan.sink.begin(state)  # a table output refuses before a file it references would be removed below
+    for shard in state.pending:
+        key = layout.key(shard.path)
         for path in (layout.record_file(key), layout.output_file(key)):
             layout.remove(path)
             remove_temporaries(layout.fs, path)
@@ -107,6 +110,8 @@ def prepare(plan: Plan) -> RunState:
             "provenance": state.provenance,
             "shards": [{"key": layout.key(s.path), "input": s.path, "rows": s.rows} for s in plan.shards],
             "quarantined": [{"input": q.path, "reason": q.reason} for q in plan.quarantined],
+            "input_position": plan.source.position(),
+            "input_since": plan.since,
         },
     )
     for item in plan.quarantined:
@@ -121,8 +126,13 @@ def quarantine(layout: Layout, path: str, reason: str) -> None:
     layout.write_json(layout.quarantine_file(key), {"key": key, "input": path, "reason": reason, "at": time.time()})
 
 
-def write_manifest(plan: Plan, state: RunState, summary: RunSummary) -> dict[str, Any]:
-    """Write ``_SUCCESS``: every shard's record, the quarantined shards, totals, step stats and provenance."""
+def write_manifest(
+    plan: Plan, state: RunState, summary: RunSummary, *, table: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Write ``_SUCCESS``: every shard's record, the quarantined shards, totals, step stats and provenance.
+
+    ``table``: what the table commits of this run did (a table output), from ``Sink.finish``.
+    """
     layout = plan.layout
     records = sorted(layout.read_json_under(f"{layout.root}/{STATE}/shards"), key=lambda r: r["key"])
     quarantined = sorted(layout.read_json_under(f"{layout.root}/{STATE}/quarantine"), key=lambda q: q["input"])
@@ -149,6 +159,9 @@ def write_manifest(plan: Plan, state: RunState, summary: RunSummary) -> dict[str
         "steps": [step.to_json() for step in summary.steps],
         "shards": records,
         "quarantined": quarantined,
+        "input_position": plan.source.position(),
+        "input_since": plan.since,
+        "table": table,
     }
     layout.write_json(layout.success_file, manifest)
     return manifest

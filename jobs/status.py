@@ -1,14 +1,21 @@
-"""``lakelabel status OUTPUT_URI``: what an output prefix holds, from its own records; reads no input."""
+"""``lakelabel status OUTPUT``: what an output holds, from its own records; reads no input.
+
+``OUTPUT`` is an output prefix, a Delta table's URI, or a job file (the only way to name an Iceberg table: its
+catalog is in the job). For a table, the report adds the table's snapshot or version and how many committed shard
+files it registers.
+"""
 
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jobs.layout import STATE, Layout
 from jobs.storage import filesystem
 
 if TYPE_CHECKING:
+    from jobs.lake import Sink
     from jobs.spec import StorageSpec
 
 
@@ -21,10 +28,29 @@ def _when(stamp: float | None) -> str:
     return datetime.datetime.fromtimestamp(stamp, tz=datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def output_status(uri: str, storage: StorageSpec) -> tuple[str, bool]:
-    """A report of the prefix and whether its latest run is complete (``_SUCCESS`` present, nothing quarantined)."""
-    fs, root = filesystem(uri, storage)
-    layout = Layout(fs=fs, root=root, input_root="")
+def _locate(target: str, storage: StorageSpec) -> tuple[Layout, str, Sink | None]:
+    """The layout holding the records, a label, and the table sink (None for a prefix)."""
+    if target.endswith((".yaml", ".yml", ".json")) and Path(target).is_file():
+        from jobs.lake import open_sink  # noqa: PLC0415
+        from jobs.spec import load_spec  # noqa: PLC0415
+
+        spec = load_spec(target)
+        sink = open_sink(spec, "")
+        return sink.layout, sink.label, sink if spec.output_table else None
+    fs, root = filesystem(target, storage)
+    if fs.exists(f"{root}/_delta_log"):
+        from jobs.lake.delta import DeltaSink  # noqa: PLC0415
+        from jobs.lake.tablespec import TableSpec  # noqa: PLC0415
+
+        sink = DeltaSink(TableSpec(format="delta", uri=target.rstrip("/")), storage, "")
+        return sink.layout, sink.label, sink
+    return Layout(fs=fs, root=root, input_root=""), target, None
+
+
+def output_status(target: str, storage: StorageSpec) -> tuple[str, bool]:
+    """A report of the output and whether its latest run is complete (``_SUCCESS`` present, nothing quarantined)."""
+    layout, uri, sink = _locate(target, storage)
+    root = layout.root
     run = layout.read_json(layout.run_file)
     if run is None:
         return f"output {uri}: no lakelabel run has written here", False
@@ -53,6 +79,11 @@ def output_status(uri: str, storage: StorageSpec) -> tuple[str, bool]:
     lines += [f"  pending {key}" for key in pending[:_LISTED]]
     lines += [f"  ... and {len(pending) - 20} more pending" for _ in range(len(pending) > 20)]
     lines += [f"  quarantined {q['input']}: {q['reason']}" for q in sorted(quarantined, key=lambda q: q["input"])]
+    if run.get("input_position"):
+        lines.append("input: " + ", ".join(f"{key} {value}" for key, value in run["input_position"].items()))
+        lines += [f"  {line}" for line in run.get("input_since") or []]
+    if sink is not None:
+        lines += sink.status_lines(run["spec_hash"])
     lines.append("provenance: " + ", ".join(f"{name} {version}" for name, version in provenance["versions"].items()))
     for model in provenance["models"]:
         weights = model.get("weights_sha256")

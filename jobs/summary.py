@@ -52,6 +52,8 @@ class RunSummary:
     shards_skipped: int = 0
     quarantined: list[tuple[str, str]] = field(default_factory=list)
     steps: list[StepStats] = field(default_factory=list)
+    table: dict[str, Any] | None = None
+    """A table output: what ``Sink.finish`` reports (the table, its position, this run's commits)."""
 
     @property
     def ok(self) -> bool:
@@ -73,6 +75,13 @@ class RunSummary:
             f"{s.busy_seconds:>8.1f} s busy {s.rows_per_second:>9.1f} rows/s per worker"
             for s in self.steps
         ]
+        if self.table:
+            commits = self.table["commits"]
+            lines.append(
+                f"table: {self.table['table']} at {self.table['position']}: {len(commits)} commit(s) by this run, "
+                f"{sum(commit['files'] for commit in commits)} file(s) and {sum(commit['rows'] for commit in commits)} "
+                "row(s) registered"
+            )
         if self.quarantined:
             lines.append(f"quarantined {len(self.quarantined)} shard(s):")
             lines += [f"  {path}: {reason}" for path, reason in self.quarantined]
