@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from jobs.state import RunState
 
 log = logging.getLogger("lakelabel")
+_CONSOLE = {"console": True}  # table commits are shown on the console beside the progress lines
 
 FILES_DIR = "lakelabel"
 """Shard files and lakelabel's state live under ``<table location>/lakelabel/``."""
@@ -141,7 +142,12 @@ class TableSink(Sink):
         properties = self._properties(new, batch)
         schema = self._schema(new[0][1])
         log.info(
-            "registering %d shard file(s) in %s (run %s, batch %d)", len(new), self.label, self.state.run_id, batch
+            "registering %d shard file(s) in %s (run %s, batch %d)",
+            len(new),
+            self.label,
+            self.state.run_id,
+            batch,
+            extra=_CONSOLE,
         )
         started = time.perf_counter()
         position = self.commit_files(new, schema, properties, batch)
@@ -151,6 +157,7 @@ class TableSink(Sink):
             position,
             len(new),
             time.perf_counter() - started,
+            extra=_CONSOLE,
         )
         self.commits.append(
             {"batch": batch, "files": len(new), "rows": sum(r.rows_out for _, r in new), "position": position}
