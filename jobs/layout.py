@@ -9,6 +9,7 @@
     OUTPUT/_lakelabel/quarantine/<rel>.json a shard left out of the latest run, with the reason
     OUTPUT/_lakelabel/staging/<rel>/        pieces of a shard in flight (Arrow IPC), removed when it commits
     OUTPUT/_lakelabel/logs/<run id>.log     a run's log (jobs/runlog.py)
+    OUTPUT/_lakelabel/lease.json            the live run's lease (jobs/lease.py)
 
 Names starting with ``_`` or ``.`` are skipped by Parquet readers (pyarrow, pandas, Spark, ``datasets``), so readers
 of ``OUTPUT/`` see only committed shards.
@@ -77,8 +78,9 @@ class Layout:
         return f"{self.root}/{SUCCESS}"
 
     def files(self) -> list[str]:
-        """Every file under the prefix (none when it does not exist)."""
-        return self.fs.find(self.root) if self.fs.exists(self.root) else []
+        """Every file under the prefix (none when it does not exist), except the run's lease (``jobs/lease.py``)."""
+        lease = f"{self.root}/{STATE}/lease.json"
+        return [path for path in self.fs.find(self.root) if path != lease] if self.fs.exists(self.root) else []
 
     def remove(self, path: str, *, recursive: bool = False) -> None:
         """Remove a file or a directory if it is there."""

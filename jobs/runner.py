@@ -34,6 +34,7 @@ from ray.data.block import BlockMetadata
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from typing_extensions import override
 
+from jobs import redact
 from jobs.blocks import batch_rows
 from jobs.commit import (
     CommitError,
@@ -46,6 +47,8 @@ from jobs.commit import (
     row_errors,
     stage,
 )
+from jobs.isolation import died, died_preparing, run_isolating
+from jobs.lease import hold
 from jobs.plan import Plan, make_plan
 from jobs.progress import ProgressDisplay, Snapshot
 from jobs.runlog import RunLog, quiet_worker, route_logs
@@ -88,6 +91,7 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+_MAX_RESTARTS = 100  # per actor: a killer row costs about log2(batch size) + 1 restarts (jobs/isolation.py)
 _IO_CPUS = 0.25  # reads and staging wait on storage, not on a core: four share one CPU slot
 _BLOCK_BYTES = 32 << 20  # target in-memory size of a read block
 
@@ -99,6 +103,8 @@ class _Collector:
     def __init__(self, tasks: dict[str, str]) -> None:
         self.steps = {name: StepStats(name=name, task=task) for name, task in tasks.items()}
         self.unreadable: dict[int, str] = {}
+        self.attempts: set[str] = set()
+        self.deaths = 0
 
     def add(self, name: str, rows: int, errors: int, seconds: float, node: str) -> None:
         step, now = self.steps[name], time.time()
@@ -118,6 +124,39 @@ class _Collector:
     def snapshot(self) -> tuple[list[StepStats], dict[int, str]]:
         return list(self.steps.values()), self.unreadable
 
+    # The journal of batch attempts (jobs/isolation.py): it outlives the step actors that die.
+    def begin(self, key: str) -> bool:
+        if key in self.attempts:
+            self.deaths += 1
+            return True
+        self.attempts.add(key)
+        return False
+
+    def end(self, key: str) -> None:
+        self.attempts.discard(key)
+
+    def forget(self, prefix: str) -> None:
+        self.attempts = {key for key in self.attempts if not key.startswith(prefix)}
+
+    def worker_deaths(self) -> int:
+        return self.deaths
+
+
+class _Journal:
+    """The collector's journal, called synchronously from a worker (an entry must land before the batch runs)."""
+
+    def __init__(self, collector: Any) -> None:
+        self.collector = collector
+
+    def begin(self, key: str) -> bool:
+        return ray.get(self.collector.begin.remote(key))
+
+    def end(self, key: str) -> None:
+        ray.get(self.collector.end.remote(key))
+
+    def forget(self, prefix: str) -> None:
+        ray.get(self.collector.forget.remote(prefix))
+
 
 class _StepWorker:
     """A Ray Data actor around one operator: the model is loaded once, in ``__init__``."""
@@ -131,9 +170,10 @@ class _StepWorker:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         start = time.perf_counter()
-        result = self.operator(batch)
-        elapsed = time.perf_counter() - start
         name = self.operator.config.output
+        on_death = functools.partial(died, step=name, output_type=self.operator.output_type())
+        result = run_isolating(batch, self.operator, _Journal(self.collector), stage=f"model {name}", on_death=on_death)
+        elapsed = time.perf_counter() - start
         node = ray.get_runtime_context().get_node_id()
         ray.get(self.collector.add.remote(name, batch.num_rows, row_errors(result, name), elapsed, node))
         return result
@@ -142,13 +182,16 @@ class _StepWorker:
 class _PrepareWorker:
     """A CPU-only Ray Data actor that decodes a step's media ahead of its model stage."""
 
-    def __init__(self, preparer: Preparer, *, verbose: bool) -> None:
+    def __init__(self, preparer: Preparer, collector: Any, *, verbose: bool) -> None:
         quiet_worker(verbose=verbose)
         self.preparer = preparer
+        self.collector = collector
         self.preparer.setup()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return self.preparer(batch)
+        name = self.preparer.config.output
+        return run_isolating(batch, self.preparer, _Journal(self.collector), stage=f"prepare {name}",
+                             on_death=functools.partial(died_preparing, step=name))  # fmt: skip
 
 
 def _read(
@@ -263,12 +306,13 @@ def _pipeline(plan: Plan, shards: list[Shard], collector: Any, *, verbose: bool)
         if preparer is not None:
             dataset = dataset.map_batches(
                 _PrepareWorker,
-                fn_constructor_kwargs={"preparer": preparer, "verbose": verbose},
+                fn_constructor_kwargs={"preparer": preparer, "collector": collector, "verbose": verbose},
                 batch_format="pyarrow",
                 batch_size=batch,
                 compute=ActorPoolStrategy(min_size=1, max_size=high),
                 num_cpus=preparer.resources().num_cpus,
                 num_gpus=0,
+                max_restarts=_MAX_RESTARTS,
             )
         gpus = _gpus(step.num_gpus, operator)
         # A CPU actor computes for seconds per batch: a second batch queued on it would wait while another actor
@@ -282,6 +326,7 @@ def _pipeline(plan: Plan, shards: list[Shard], collector: Any, *, verbose: bool)
             compute=ActorPoolStrategy(min_size=low, max_size=high, max_tasks_in_flight_per_actor=in_flight),
             num_cpus=step.num_cpus if step.num_cpus is not None else operator.resources().num_cpus,
             num_gpus=gpus,
+            max_restarts=_MAX_RESTARTS,
         )
     layout = plan.layout
     stages = max(1, min(io_tasks, math.ceil(sum(rows) / batch)))  # the last step's batches are staging's blocks
@@ -371,7 +416,7 @@ def _process(plan: Plan, state: RunState, summary: RunSummary, *, verbose: bool)
             while commits:
                 collect(wait=True)
     except Exception as exc:
-        raise JobFailedError(_reason(exc)) from exc
+        raise JobFailedError(redact.redact(_reason(exc))) from exc
     steps, unreadable = ray.get(collector.snapshot.remote())
     for index, reason in unreadable.items():
         quarantine(layout, shards[index].path, reason)
@@ -385,15 +430,24 @@ def _process(plan: Plan, state: RunState, summary: RunSummary, *, verbose: bool)
     return [record for record in records if record.committed_at]
 
 
-def run_job(spec: JobSpec, *, verbose: bool = False) -> RunSummary:
+def run_job(spec: JobSpec, *, verbose: bool = False, wait: float = 0.0) -> RunSummary:
     """Run ``spec`` to completion and return its summary. Input shards are checked before any model loads.
 
     Shards already done by an earlier run of the same spec are skipped (``output.mode: resume``); the manifest
     ``_SUCCESS`` is written when every shard is committed or quarantined. The console gets a start line naming the
     run's log file, progress and warnings; Ray's and the models' own output goes to the log file unless ``verbose``.
+    The run holds the output's lease throughout (``jobs/lease.py``): a second run of the output refuses, or waits up
+    to ``wait`` seconds for it. Log records and the error a run ends with carry no credentials (``jobs/redact.py``).
     """
+    redact.install()
     started = time.perf_counter()
     plan = make_plan(spec)
+    with hold(plan.layout, uri=spec.output_uri, seconds=spec.lease_seconds, wait=wait):
+        return _run_held(plan, started, verbose=verbose)
+
+
+def _run_held(plan: Plan, started: float, *, verbose: bool) -> RunSummary:
+    spec = plan.spec
     state = prepare(plan)
     summary = RunSummary(
         job=spec.name,
