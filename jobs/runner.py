@@ -54,6 +54,7 @@ from jobs.progress import ProgressDisplay, Snapshot
 from jobs.runlog import RunLog, quiet_worker, route_logs
 from jobs.shards import ShardError
 from jobs.state import OutputExistsError, RunState, prepare, quarantine, write_manifest
+from jobs.storage import StorageError
 from jobs.summary import RunSummary, StepStats
 from operators import Operator
 from operators.core.base import use_cpus
@@ -75,7 +76,7 @@ class JobFailedError(RuntimeError):
     """The run stopped (``on_error: raise``, or a failure Ray could not retry); committed shards stay valid."""
 
 
-_STOPS = (ShardError, RowErrorStopError, CommitError)
+_STOPS = (ShardError, RowErrorStopError, CommitError, StorageError)
 
 
 def _reason(exc: BaseException) -> str:
@@ -83,7 +84,8 @@ def _reason(exc: BaseException) -> str:
     seen = exc
     for _ in range(10):
         if isinstance(seen, _STOPS):
-            return str(seen)
+            cause = getattr(seen, "cause", None)  # Ray's wrapper prints the remote traceback; the cause does not
+            return str(cause if isinstance(cause, _STOPS) else seen)
         nested = getattr(seen, "cause", None) or seen.__cause__ or seen.__context__
         if not isinstance(nested, BaseException):
             break
@@ -201,6 +203,8 @@ def _read(
     rows = max(64, min(8192, _BLOCK_BYTES * max(shard.rows, 1) // max(shard.bytes * 4, 1)))
     try:
         yield from read_shard(fs, shard.path, index, columns, rows)
+    except StorageError:
+        raise  # the store, not the shard: the run stops and its re-run reads the shard again
     except (OSError, pa.ArrowException) as exc:
         if strict:
             raise ShardError(f"{shard.path}: unreadable Parquet data: {exc}") from None

@@ -23,7 +23,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import fsspec
@@ -122,6 +122,19 @@ class RetryingS3FileSystem(S3FileSystem):
             return _error_wrapper(operation, kwargs=arguments, retries=1)  # one call, its error translated
 
         return await retrying(once, what=f"{method} {target}".strip(), endpoint=endpoint, budget=self.retry_seconds)
+
+    async def _iterdir(self, bucket: str, *args: Any, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
+        # Listings page through botocore's paginator, not _call_s3: a failed listing is restarted whole.
+        parent = super()._iterdir
+
+        async def listing() -> list[dict[str, Any]]:
+            return [item async for item in parent(bucket, *args, **kwargs)]
+
+        prefix = kwargs.get("prefix") or ""
+        endpoint = redact_url(self.client_kwargs.get("endpoint_url") or self.endpoint_url or "AWS S3")
+        what = f"list_objects_v2 {bucket}/{prefix}".rstrip("/")
+        for item in await retrying(listing, what=what, endpoint=endpoint, budget=self.retry_seconds):
+            yield item
 
 
 def split_uri(uri: str) -> tuple[str, str]:

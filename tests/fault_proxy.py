@@ -23,7 +23,7 @@ import urllib.parse
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-KINDS = ("slowdown", "error500", "reset", "reset_body", "stall")
+KINDS = ("slowdown", "error500", "reset", "reset_body", "stall", "outage")
 _HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "trailer", "upgrade"}
 _SLOWDOWN = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
@@ -40,7 +40,8 @@ class Fault:
     """``times`` matching requests (after skipping ``skip`` of them) get ``kind`` instead of a plain answer.
 
     ``method`` and ``path`` (a substring of the request path) narrow which requests match; ``query`` a substring of
-    the query string (``list-type`` for listings, ``uploadId`` for multipart parts). ``seconds`` is a stall's length.
+    the query string (``list-type`` for listings, ``uploadId`` for multipart parts). ``seconds`` is a stall's length,
+    or an outage's: kind ``outage`` starts one at the first matching request (which is not answered either).
     """
 
     kind: str
@@ -70,7 +71,9 @@ class FaultProxy:
         parsed = urllib.parse.urlsplit(upstream)
         self.upstream = (parsed.hostname or "127.0.0.1", parsed.port or 80)
         self.faults: list[Fault] = []
-        self.injected: dict[str, int] = dict.fromkeys((*KINDS, "outage"), 0)
+        self.injected: dict[str, int] = dict.fromkeys(KINDS, 0)
+        self.retries = 0  # requests repeating one that got a fault
+        self._faulted: set[tuple[str, str]] = set()
         self.requests = 0
         self.outage_until = 0.0
         self.lock = threading.Lock()
@@ -124,6 +127,9 @@ class FaultProxy:
     def _pick(self, method: str, path: str, query: str) -> Fault | None:
         with self.lock:
             self.requests += 1
+            if (method, path) in self._faulted:
+                self._faulted.discard((method, path))
+                self.retries += 1
             for fault in self.faults:
                 if fault.times > 0 and fault.matches(method, path, query):
                     if fault.skip > 0:
@@ -131,6 +137,9 @@ class FaultProxy:
                         continue
                     fault.times -= 1
                     self.injected[fault.kind] += 1
+                    self._faulted.add((method, path))
+                    if fault.kind == "outage":
+                        self.outage_until = time.monotonic() + fault.seconds
                     return fault
             return None
 
@@ -138,14 +147,15 @@ class FaultProxy:
         """Answer one request: a fault, silence during an outage, or the upstream's answer."""
         body = _read_body(request)
         path, _, query = request.path.partition("?")
+        fault = None if time.monotonic() < self.outage_until else self._pick(request.command, path, query)
         if time.monotonic() < self.outage_until:
             with self.lock:
-                self.injected["outage"] += 1
+                self.injected["outage"] += fault is None
+                self._faulted.add((request.command, path))
             while time.monotonic() < self.outage_until:
                 time.sleep(0.05)
             _reset(request)
             return
-        fault = self._pick(request.command, path, query)
         kind = fault.kind if fault else None
         if kind == "slowdown":
             _answer(request, 503, _SLOWDOWN)
@@ -232,3 +242,20 @@ def _reset(request: BaseHTTPRequestHandler) -> None:
         request.connection.close()
     except OSError:
         pass
+
+
+def figures_report(rows: list[dict], bound: float) -> list[str]:
+    """The fault suite's table: one line per case, then the totals."""
+    lines = ["", "fault suite: case | faults injected | retries | runs | rows lost | rows duplicated | longest run"]
+    lines += [
+        f"  {row['case']:<22} {row['injected']:>4} {row['retries']:>4} {row['runs']:>2} "
+        f"{row['lost']:>3} {row['duplicated']:>3} {row['longest']:>7.1f}s  {row['outcome']}"
+        for row in rows
+    ]
+    lines.append(
+        f"  total: {len(rows)} cases, {sum(r['injected'] for r in rows)} faults injected, "
+        f"{sum(r['retries'] for r in rows)} retries, rows lost {sum(r['lost'] for r in rows)}, "
+        f"rows duplicated {sum(r['duplicated'] for r in rows)}, longest run {max(r['longest'] for r in rows):.1f}s "
+        f"(bound {bound:g}s)"
+    )
+    return lines
