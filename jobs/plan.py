@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from jobs.blocks import batch_rows
-from jobs.layout import Layout
+from jobs.layout import Layout, unsafe_key
 from jobs.shards import Quarantined, Shard, ShardError, inspect_shards, refuse, shard_root
 from jobs.storage import filesystem
 from operators import ERROR_COLUMN, ERROR_TYPE, Operator
@@ -121,6 +121,13 @@ def make_plan(spec: JobSpec) -> Plan:
         raise ShardError(
             f"output.uri: {spec.output_uri} lies inside the input {spec.input_uri}; its files would be read as input"
         )
+    layout = Layout(fs=output_fs, root=output_path, input_root=root)
+    for shard in [shard for shard in shards if unsafe_key(layout.relative_key(shard.path))]:
+        shards.remove(shard)
+        reason = f"output key would leave the output prefix: {unsafe_key(layout.relative_key(shard.path))}"
+        quarantined.append(Quarantined(shard.path, reason))
+    if spec.on_error == "raise":
+        refuse(quarantined)
     return Plan(
         spec=spec,
         input_fs=input_fs,
@@ -128,6 +135,6 @@ def make_plan(spec: JobSpec) -> Plan:
         operators=operators,
         output_fs=output_fs,
         output_path=output_path,
-        layout=Layout(fs=output_fs, root=output_path, input_root=root),
+        layout=layout,
         quarantined=quarantined,
     )

@@ -23,6 +23,7 @@ import logging
 import os
 import random
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -137,6 +138,12 @@ class RetryingS3FileSystem(S3FileSystem):
             yield item
 
 
+def without_userinfo(url: str) -> str:
+    """``http://user:secret@host:9000`` -> ``http://host:9000``."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 def split_uri(uri: str) -> tuple[str, str]:
     """``s3://bucket/key`` -> (``s3``, ``bucket/key``); a plain path -> (``file``, absolute path)."""
     protocol, sep, rest = uri.partition("://")
@@ -156,6 +163,10 @@ def filesystem(uri: str, storage: StorageSpec) -> tuple[fsspec.AbstractFileSyste
         return LocalFileSystem(), path
     if protocol == "s3":
         endpoint = storage.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint and redact_url(endpoint) != endpoint:
+            # S3 requests are signed with the AWS credentials; user info in the URL is never sent (nor shown).
+            log.warning("storage.endpoint_url: user info in %s is ignored", redact_url(endpoint))
+            endpoint = without_userinfo(endpoint)
         client_kwargs = {"region_name": storage.region} if storage.region else {}
         fs = RetryingS3FileSystem(
             endpoint_url=endpoint,
