@@ -6,7 +6,9 @@ restarts the actor and retries the same batch, which would die again. So each at
 crossed out when it returns. An attempt that finds its own entry still there knows the previous try died on it and
 splits the rows in two halves, each attempted in turn; a single row that died alone is the killer and gets a null
 and the row error ``worker died: ...``. A batch of ``n`` rows with ``k`` killers costs at most
-``k * (ceil(log2 n) + 1)`` deaths, and the rest of its rows get their annotations.
+``k * (ceil(log2 n) + 1)`` deaths, and the rest of its rows get their annotations. Whatever the deaths' causes, each
+split of a batch is attempted whole at most once, so a batch can cost no more than ``2n - 1`` deaths: Ray's actor
+restarts (unbounded by default in Ray Data) always come to an end.
 
 Nothing here knows Ray; ``jobs/runner.py`` wires it to the actors.
 """

@@ -93,7 +93,6 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-_MAX_RESTARTS = 100  # per actor: a killer row costs about log2(batch size) + 1 restarts (jobs/isolation.py)
 _IO_CPUS = 0.25  # reads and staging wait on storage, not on a core: four share one CPU slot
 _BLOCK_BYTES = 32 << 20  # target in-memory size of a read block
 
@@ -316,7 +315,6 @@ def _pipeline(plan: Plan, shards: list[Shard], collector: Any, *, verbose: bool)
                 compute=ActorPoolStrategy(min_size=1, max_size=high),
                 num_cpus=preparer.resources().num_cpus,
                 num_gpus=0,
-                max_restarts=_MAX_RESTARTS,
             )
         gpus = _gpus(step.num_gpus, operator)
         # A CPU actor computes for seconds per batch: a second batch queued on it would wait while another actor
@@ -330,7 +328,6 @@ def _pipeline(plan: Plan, shards: list[Shard], collector: Any, *, verbose: bool)
             compute=ActorPoolStrategy(min_size=low, max_size=high, max_tasks_in_flight_per_actor=in_flight),
             num_cpus=step.num_cpus if step.num_cpus is not None else operator.resources().num_cpus,
             num_gpus=gpus,
-            max_restarts=_MAX_RESTARTS,
         )
     layout = plan.layout
     stages = max(1, min(io_tasks, math.ceil(sum(rows) / batch)))  # the last step's batches are staging's blocks
