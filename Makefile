@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint format clean
+.PHONY: demo test faults bench lint format clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: $(STAMP)
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest
+
+# The fault suite alone (docs/faults.md); `make test` runs it too.
+faults: $(STAMP)
+	$(BIN)/python -m pytest -m faults
 
 # Daft, a contender of the benchmark (row f), in its own environment: it needs older pyarrow and tqdm than lakelabel.
 DAFT_STAMP := .venv-daft/.installed

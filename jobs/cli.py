@@ -6,6 +6,8 @@ import argparse
 import logging
 import sys
 
+from jobs.lease import LeaseHeldError
+from jobs.redact import redact
 from jobs.runlog import console_filter
 from jobs.shards import ShardError
 from jobs.spec import SpecError, StorageSpec, load_spec
@@ -22,6 +24,13 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a job: read shards, annotate, write Parquet")
     run.add_argument("job", help="the job file (YAML)")
     run.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE)
+    run.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="if another run holds the output, wait up to this long for it (default: refuse at once)",
+    )
     plan = commands.add_parser("plan", help="validate a job and show its shards and steps; loads no model")
     plan.add_argument("job", help="the job file (YAML)")
     status = commands.add_parser("status", help="shards done, pending and quarantined of an output")
@@ -40,12 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(job: str, *, verbose: bool) -> int:
+def _run(job: str, *, verbose: bool, wait: float) -> int:
     from jobs.runner import JobFailedError, run_job  # noqa: PLC0415 - Ray only when running
 
     spec = load_spec(job)
     try:
-        summary = run_job(spec, verbose=verbose)
+        summary = run_job(spec, verbose=verbose, wait=wait)
     except JobFailedError as exc:
         print(f"lakelabel: job {spec.name} failed: {exc}", file=sys.stderr)  # noqa: T201
         return 1
@@ -95,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return pe
         if args.command == "report":
             return _report(args.output, args.out, StorageSpec(endpoint_url=args.endpoint_url))
         if args.command == "run":
-            return _run(args.job, verbose=args.verbose)
+            return _run(args.job, verbose=args.verbose, wait=args.wait)
         if args.command == "submit":
             from jobs.submit import submit  # noqa: PLC0415
 
@@ -103,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return pe
         from jobs.demo import run_demo  # noqa: PLC0415
 
         return run_demo(verbose=args.verbose)
-    except (SpecError, ShardError, ModelLoadError, OutputExistsError) as exc:
-        print(f"lakelabel: error: {exc}", file=sys.stderr)  # noqa: T201
+    except (SpecError, ShardError, ModelLoadError, OutputExistsError, LeaseHeldError, OSError) as exc:
+        print(f"lakelabel: error: {redact(str(exc))}", file=sys.stderr)  # noqa: T201
         return 2
 
 

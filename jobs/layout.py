@@ -9,6 +9,7 @@
     OUTPUT/_lakelabel/quarantine/<rel>.json a shard left out of the latest run, with the reason
     OUTPUT/_lakelabel/staging/<rel>/        pieces of a shard in flight (Arrow IPC), removed when it commits
     OUTPUT/_lakelabel/logs/<run id>.log     a run's log (jobs/runlog.py)
+    OUTPUT/_lakelabel/lease.json            the live run's lease (jobs/lease.py)
 
 Names starting with ``_`` or ``.`` are skipped by Parquet readers (pyarrow, pandas, Spark, ``datasets``), so readers
 of ``OUTPUT/`` see only committed shards.
@@ -16,6 +17,7 @@ of ``OUTPUT/`` see only committed shards.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import posixpath
@@ -30,6 +32,23 @@ if TYPE_CHECKING:
 
 STATE = "_lakelabel"
 SUCCESS = "_SUCCESS"
+UNSAFE = f"{STATE}/unsafe"
+_ENCODED_SEPARATORS = ("%2f", "%5c", "%2e", "%00")
+
+
+def unsafe_key(key: str) -> str | None:
+    """Why an output key derived from an input path could leave the output prefix, or None when it cannot.
+
+    Refused: absolute keys, ``.``/``..``/empty segments, backslashes, NUL, and percent-encoded separators or dots
+    (``%2F``, ``%5C``, ``%2E``), which a store or a later tool may decode into ``/`` or ``..``.
+    """
+    if key.startswith("/") or "\\" in key or "\0" in key:
+        return f"key {key!r} is absolute or holds a backslash or NUL"
+    if any(segment in {"", ".", ".."} for segment in key.split("/")):
+        return f"key {key!r} has an empty, '.' or '..' segment"
+    if any(encoded in key.lower() for encoded in _ENCODED_SEPARATORS):
+        return f"key {key!r} holds a percent-encoded separator or dot"
+    return None
 
 
 @dataclass(frozen=True)
@@ -41,7 +60,18 @@ class Layout:
     input_root: str
 
     def key(self, shard_path: str) -> str:
-        """``raw/day=1/part-0.parquet`` under input root ``raw`` -> ``day=1/part-0``."""
+        """``raw/day=1/part-0.parquet`` under input root ``raw`` -> ``day=1/part-0``.
+
+        A path whose key could leave the output prefix (see :func:`unsafe_key`) gets ``_unsafe/<sha256 of the path>``
+        instead: plans quarantine such shards, and no file of theirs can land outside the prefix.
+        """
+        key = self.relative_key(shard_path)
+        if unsafe_key(key):
+            return f"{UNSAFE}/{hashlib.sha256(shard_path.encode()).hexdigest()[:32]}"
+        return key
+
+    def relative_key(self, shard_path: str) -> str:
+        """The key as the input path gives it, unchecked."""
         relative = posixpath.relpath(shard_path, self.input_root) if self.input_root else shard_path.lstrip("/")
         return relative.removesuffix(".parquet")
 
@@ -77,8 +107,9 @@ class Layout:
         return f"{self.root}/{SUCCESS}"
 
     def files(self) -> list[str]:
-        """Every file under the prefix (none when it does not exist)."""
-        return self.fs.find(self.root) if self.fs.exists(self.root) else []
+        """Every file under the prefix (none when it does not exist), except the run's lease (``jobs/lease.py``)."""
+        lease = f"{self.root}/{STATE}/lease.json"
+        return [path for path in self.fs.find(self.root) if path != lease] if self.fs.exists(self.root) else []
 
     def remove(self, path: str, *, recursive: bool = False) -> None:
         """Remove a file or a directory if it is there."""

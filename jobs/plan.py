@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from jobs.blocks import batch_rows
 from jobs.lake import Sink, Source, open_sink, open_source
-from jobs.layout import STATE
+from jobs.layout import STATE, unsafe_key
 from jobs.provenance import spec_hash
 from jobs.shards import Quarantined, Shard, ShardError, inspect_shards, refuse
 from operators import ERROR_COLUMN, ERROR_TYPE, Operator
@@ -151,6 +151,12 @@ def make_plan(spec: JobSpec) -> Plan:
         raise ShardError(
             f"output.uri: {spec.output_uri} lies inside the input {spec.input_uri}; its files would be read as input"
         )
+    for shard in [shard for shard in shards if unsafe_key(layout.relative_key(shard.path))]:
+        shards.remove(shard)
+        reason = f"output key would leave the output prefix: {unsafe_key(layout.relative_key(shard.path))}"
+        quarantined.append(Quarantined(shard.path, reason))
+    if spec.on_error == "raise":
+        refuse(quarantined)
     previous = layout.read_json(layout.run_file) or {}
     since = source.check_since(previous.get("input_position") if previous.get("spec_hash") == spec_hash(spec) else None)
     return Plan(

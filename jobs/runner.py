@@ -34,6 +34,7 @@ from ray.data.block import BlockMetadata
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from typing_extensions import override
 
+from jobs import redact
 from jobs.blocks import batch_rows
 from jobs.commit import (
     CommitError,
@@ -46,11 +47,14 @@ from jobs.commit import (
     row_errors,
     stage,
 )
+from jobs.isolation import died, died_preparing, run_isolating
+from jobs.lease import hold
 from jobs.plan import Plan, make_plan
 from jobs.progress import ProgressDisplay, Snapshot
 from jobs.runlog import RunLog, quiet_worker, route_logs
 from jobs.shards import ShardError
 from jobs.state import OutputExistsError, RunState, prepare, quarantine, write_manifest
+from jobs.storage import StorageError
 from jobs.summary import RunSummary, StepStats
 from operators import Operator
 from operators.core.base import use_cpus
@@ -72,7 +76,7 @@ class JobFailedError(RuntimeError):
     """The run stopped (``on_error: raise``, or a failure Ray could not retry); committed shards stay valid."""
 
 
-_STOPS = (ShardError, RowErrorStopError, CommitError)
+_STOPS = (ShardError, RowErrorStopError, CommitError, StorageError)
 
 
 def _reason(exc: BaseException) -> str:
@@ -80,7 +84,8 @@ def _reason(exc: BaseException) -> str:
     seen = exc
     for _ in range(10):
         if isinstance(seen, _STOPS):
-            return str(seen)
+            cause = getattr(seen, "cause", None)  # Ray's wrapper prints the remote traceback; the cause does not
+            return str(cause if isinstance(cause, _STOPS) else seen)
         nested = getattr(seen, "cause", None) or seen.__cause__ or seen.__context__
         if not isinstance(nested, BaseException):
             break
@@ -99,6 +104,8 @@ class _Collector:
     def __init__(self, tasks: dict[str, str]) -> None:
         self.steps = {name: StepStats(name=name, task=task) for name, task in tasks.items()}
         self.unreadable: dict[int, str] = {}
+        self.attempts: set[str] = set()
+        self.deaths = 0
 
     def add(self, name: str, rows: int, errors: int, seconds: float, node: str) -> None:
         step, now = self.steps[name], time.time()
@@ -118,6 +125,39 @@ class _Collector:
     def snapshot(self) -> tuple[list[StepStats], dict[int, str]]:
         return list(self.steps.values()), self.unreadable
 
+    # The journal of batch attempts (jobs/isolation.py): it outlives the step actors that die.
+    def begin(self, key: str) -> bool:
+        if key in self.attempts:
+            self.deaths += 1
+            return True
+        self.attempts.add(key)
+        return False
+
+    def end(self, key: str) -> None:
+        self.attempts.discard(key)
+
+    def forget(self, prefix: str) -> None:
+        self.attempts = {key for key in self.attempts if not key.startswith(prefix)}
+
+    def worker_deaths(self) -> int:
+        return self.deaths
+
+
+class _Journal:
+    """The collector's journal, called synchronously from a worker (an entry must land before the batch runs)."""
+
+    def __init__(self, collector: Any) -> None:
+        self.collector = collector
+
+    def begin(self, key: str) -> bool:
+        return ray.get(self.collector.begin.remote(key))
+
+    def end(self, key: str) -> None:
+        ray.get(self.collector.end.remote(key))
+
+    def forget(self, prefix: str) -> None:
+        ray.get(self.collector.forget.remote(prefix))
+
 
 class _StepWorker:
     """A Ray Data actor around one operator: the model is loaded once, in ``__init__``."""
@@ -131,9 +171,10 @@ class _StepWorker:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         start = time.perf_counter()
-        result = self.operator(batch)
-        elapsed = time.perf_counter() - start
         name = self.operator.config.output
+        on_death = functools.partial(died, step=name, output_type=self.operator.output_type())
+        result = run_isolating(batch, self.operator, _Journal(self.collector), stage=f"model {name}", on_death=on_death)
+        elapsed = time.perf_counter() - start
         node = ray.get_runtime_context().get_node_id()
         ray.get(self.collector.add.remote(name, batch.num_rows, row_errors(result, name), elapsed, node))
         return result
@@ -142,13 +183,16 @@ class _StepWorker:
 class _PrepareWorker:
     """A CPU-only Ray Data actor that decodes a step's media ahead of its model stage."""
 
-    def __init__(self, preparer: Preparer, *, verbose: bool) -> None:
+    def __init__(self, preparer: Preparer, collector: Any, *, verbose: bool) -> None:
         quiet_worker(verbose=verbose)
         self.preparer = preparer
+        self.collector = collector
         self.preparer.setup()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return self.preparer(batch)
+        name = self.preparer.config.output
+        return run_isolating(batch, self.preparer, _Journal(self.collector), stage=f"prepare {name}",
+                             on_death=functools.partial(died_preparing, step=name))  # fmt: skip
 
 
 def _read(
@@ -158,6 +202,8 @@ def _read(
     rows = max(64, min(8192, _BLOCK_BYTES * max(shard.rows, 1) // max(shard.bytes * 4, 1)))
     try:
         yield from read_shard(fs, shard.path, index, columns, rows)
+    except StorageError:
+        raise  # the store, not the shard: the run stops and its re-run reads the shard again
     except (OSError, pa.ArrowException) as exc:
         if strict:
             raise ShardError(f"{shard.path}: unreadable Parquet data: {exc}") from None
@@ -263,7 +309,7 @@ def _pipeline(plan: Plan, shards: list[Shard], collector: Any, *, verbose: bool)
         if preparer is not None:
             dataset = dataset.map_batches(
                 _PrepareWorker,
-                fn_constructor_kwargs={"preparer": preparer, "verbose": verbose},
+                fn_constructor_kwargs={"preparer": preparer, "collector": collector, "verbose": verbose},
                 batch_format="pyarrow",
                 batch_size=batch,
                 compute=ActorPoolStrategy(min_size=1, max_size=high),
@@ -372,7 +418,7 @@ def _process(plan: Plan, state: RunState, summary: RunSummary, *, verbose: bool)
             while commits:
                 collect(wait=True)
     except Exception as exc:
-        raise JobFailedError(_reason(exc)) from exc
+        raise JobFailedError(redact.redact(_reason(exc))) from exc
     steps, unreadable = ray.get(collector.snapshot.remote())
     for index, reason in unreadable.items():
         quarantine(layout, shards[index].path, reason)
@@ -386,15 +432,24 @@ def _process(plan: Plan, state: RunState, summary: RunSummary, *, verbose: bool)
     return [record for record in records if record.committed_at]
 
 
-def run_job(spec: JobSpec, *, verbose: bool = False) -> RunSummary:
+def run_job(spec: JobSpec, *, verbose: bool = False, wait: float = 0.0) -> RunSummary:
     """Run ``spec`` to completion and return its summary. Input shards are checked before any model loads.
 
     Shards already done by an earlier run of the same spec are skipped (``output.mode: resume``); the manifest
     ``_SUCCESS`` is written when every shard is committed or quarantined. The console gets a start line naming the
     run's log file, progress and warnings; Ray's and the models' own output goes to the log file unless ``verbose``.
+    The run holds the output's lease throughout (``jobs/lease.py``): a second run of the output refuses, or waits up
+    to ``wait`` seconds for it. Log records and the error a run ends with carry no credentials (``jobs/redact.py``).
     """
+    redact.install()
     started = time.perf_counter()
     plan = make_plan(spec)
+    with hold(plan.layout, uri=spec.output_uri, seconds=spec.lease_seconds, wait=wait):
+        return _run_held(plan, started, verbose=verbose)
+
+
+def _run_held(plan: Plan, started: float, *, verbose: bool) -> RunSummary:
+    spec = plan.spec
     state = prepare(plan)
     summary = RunSummary(
         job=spec.name,

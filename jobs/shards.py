@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from jobs.storage import StorageError
+
 if TYPE_CHECKING:
     import fsspec
 
@@ -134,6 +136,8 @@ def inspect_shards(
     def check(shard_path: str) -> Shard | None:
         try:
             shard = read_footer(fs, shard_path)
+        except StorageError:
+            raise  # the store is failing, not the shard
         except (OSError, pa.ArrowException) as exc:
             problems[shard_path] = f"unreadable Parquet: {exc}"
             return None

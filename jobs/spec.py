@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from jobs.lake.tablespec import FORMATS, TableSpec, TableSpecError, parse_table
+from jobs.safe_yaml import YamlBombError, safe_yaml
 from operators import (
     ERROR_COLUMN,
     ModelLoadError,
@@ -60,6 +61,12 @@ class StorageSpec:
     region: str | None = None
     profile: str | None = None
     anon: bool = False
+    max_attempts: int = 5
+    """botocore's attempts per call (``adaptive`` mode: backoff with jitter, client-side rate limiting)."""
+    retry_seconds: float = 120.0
+    """lakelabel's retry budget per call, after botocore's: an outage longer than this ends the run."""
+    timeout_seconds: float = 30.0
+    """Connect and read timeout of one attempt: a silent endpoint counts as a failed attempt after this."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,6 +123,8 @@ class JobSpec:
     """``output.format: iceberg | delta``; None for Parquet under ``output_uri``."""
     commit_every: int = 100
     """A table output gets a commit each time this many shards have committed (and one at the end)."""
+    lease_seconds: float = 60.0
+    """How long the output's lease lives unless renewed (``jobs/lease.py``): a killed run's lease expires after it."""
 
     def source_columns(self) -> list[str]:
         """Columns the input shards must hold: the selected ones and every step input no earlier step writes."""
@@ -133,6 +142,7 @@ class JobSpec:
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _MODES = ("resume", "overwrite", "error_if_exists")
 _ERROR_POLICIES = ("record", "raise")
+_STORAGE_NUMBERS = {"max_attempts": True, "retry_seconds": False, "timeout_seconds": False}  # key: integer?
 _STEP_KEYS = {
     "task", "model", "input", "output", "options", "batch_size", "num_gpus", "num_cpus", "concurrency",
     "device", "dtype", "revision", "trust_remote_code", "use_safetensors",
@@ -301,7 +311,7 @@ def parse_spec(data: Any, *, base: Path | None = None) -> JobSpec:
     ):
         raise SpecError("input.columns: a non-empty list of column names")
     sink = _mapping(root.get("output"), "output")
-    output_table, output_uri = _place(sink, "output", {"mode", "commit_every"})
+    output_table, output_uri = _place(sink, "output", {"mode", "commit_every", "lease_seconds"})
     mode = sink.get("mode", "resume")
     if mode not in _MODES:
         raise SpecError(f"output.mode: one of {', '.join(_MODES)}, got {mode!r}")
@@ -319,7 +329,7 @@ def parse_spec(data: Any, *, base: Path | None = None) -> JobSpec:
     if not isinstance(steps, list) or not steps:
         raise SpecError("steps: required, a non-empty list of steps")
     storage = _mapping(root.get("storage") or {}, "storage")
-    _only(storage, {"endpoint_url", "region", "profile", "anon"}, "storage")
+    _only(storage, {"endpoint_url", "region", "profile", "anon", *_STORAGE_NUMBERS}, "storage")
     spec = JobSpec(
         name=name or "",
         input_uri=input_uri,
@@ -333,24 +343,32 @@ def parse_spec(data: Any, *, base: Path | None = None) -> JobSpec:
             region=_string(storage, "region", "storage", required=False),
             profile=_string(storage, "profile", "storage", required=False),
             anon=bool(storage.get("anon", False)),
+            **{
+                key: _number(storage[key], f"storage.{key}", integer=integer, minimum=1 if integer else 0.1)
+                for key, integer in _STORAGE_NUMBERS.items()
+                if key in storage
+            },
         ),
         input_table=input_table,
         output_table=output_table,
         commit_every=commit_every,
+        lease_seconds=_number(sink.get("lease_seconds", 60.0), "output.lease_seconds", minimum=1),
     )
     _check_columns(spec)
     return spec
 
 
 def load_spec(path: str | Path) -> JobSpec:
-    """Read and validate a job file (``yaml.safe_load``: no arbitrary objects)."""
+    """Read and validate a job file (YAML's safe loader: no arbitrary objects; no alias bombs)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(f"{path}: cannot read the job file: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = safe_yaml(text)
+    except YamlBombError as exc:
+        raise SpecError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from None
     return parse_spec(data, base=path.resolve().parent)

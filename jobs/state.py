@@ -53,7 +53,7 @@ def _check_existing(plan: Plan, layout: Layout, digest: str) -> None:
             "set output.mode: resume to continue it or overwrite to replace it"
         )
     if spec.output_mode == "overwrite":
-        layout.remove(layout.root, recursive=True)
+        layout.fs.rm(files)  # everything but this run's lease
         return
     run = layout.read_json(layout.run_file)
     if run is None:

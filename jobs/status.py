@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jobs.layout import STATE, Layout
+from jobs.lease import describe, read_lease
 from jobs.storage import filesystem
 
 if TYPE_CHECKING:
@@ -76,6 +77,10 @@ def output_status(target: str, storage: StorageSpec) -> tuple[str, bool]:
         f"rows (done shards): {sum(records[k]['rows_in'] for k in done)} in, "
         f"{sum(records[k]['rows_out'] for k in done)} out, {sum(records[k]['row_errors'] for k in done)} with errors",
     ]
+    lease = read_lease(layout)
+    if lease is not None:
+        live = lease.get("expires_at", 0) >= datetime.datetime.now(tz=datetime.UTC).timestamp()
+        lines.append(f"{'live run' if live else 'expired lease of a stopped run'}: {describe(lease)}")
     lines += [f"  pending {key}" for key in pending[:_LISTED]]
     lines += [f"  ... and {len(pending) - 20} more pending" for _ in range(len(pending) > 20)]
     lines += [f"  quarantined {q['input']}: {q['reason']}" for q in sorted(quarantined, key=lambda q: q["input"])]

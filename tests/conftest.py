@@ -10,6 +10,19 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # the test Ray binds to loopback only
 
 
+FAULT_FIGURES: list[dict] = []
+"""One row per case of the fault suite (tests/test_faults.py), printed after the run."""
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if FAULT_FIGURES:
+        from tests.fault_proxy import figures_report
+        from tests.test_faults import BOUND
+
+        for line in figures_report(FAULT_FIGURES, BOUND):
+            terminalreporter.write_line(line)
+
+
 @pytest.fixture(scope="session")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Tiny seeded models saved with save_pretrained, loaded by the tests through the real loading code."""

@@ -19,6 +19,7 @@ from transformers import pipeline
 
 from operators import ERROR_COLUMN, OperatorConfig, OptionError, operator_class
 from operators.core.base import prepared_column
+from operators.vision.image_io import MAX_PIXELS
 from tests import tiny_vision
 
 TASK = "object-detection"
@@ -129,8 +130,8 @@ def test_bad_media_rows_get_errors_and_a_separate_stage_equals_inline(detector: 
 def test_options_and_output_type_need_no_model() -> None:
     assert make("/nowhere").output_type() == pa.list_(DETECTION)
     assert make("/nowhere").input_kind == "image"
-    assert make("/nowhere").options == {"threshold": 0.5}
-    assert make("/nowhere", threshold=0).options == {"threshold": 0}
+    assert make("/nowhere").options == {"threshold": 0.5, "max_pixels": MAX_PIXELS}
+    assert make("/nowhere", threshold=0).options == {"threshold": 0, "max_pixels": MAX_PIXELS}
     for bad in (-0.1, 1.5, "high", True, float("nan"), None):
         with pytest.raises(OptionError, match="step 'objects': option threshold must be a number from 0 to 1"):
             make("/nowhere", threshold=bad)

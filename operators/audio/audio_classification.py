@@ -16,7 +16,14 @@ import pyarrow as pa
 import torch
 from typing_extensions import override
 
-from operators.audio.audio_io import length_batches, load_audio, load_feature_extractor, pad_stack, pads_exactly
+from operators.audio.audio_io import (
+    MAX_AUDIO_SECONDS,
+    length_batches,
+    load_audio,
+    load_feature_extractor,
+    pad_stack,
+    pads_exactly,
+)
 from operators.core.base import Operator, Prepared, Preparer
 from operators.core.loading import load_model
 from operators.core.ranking import LABEL_SCORE, Ranking, check_options
@@ -31,7 +38,7 @@ class AudioClassification(Operator):
 
     task: ClassVar[str] = "audio-classification"
     input_kind: ClassVar[str] = "audio"
-    defaults: ClassVar[dict[str, Any]] = {"top_k": 5, "function_to_apply": None}
+    defaults: ClassVar[dict[str, Any]] = {"top_k": 5, "function_to_apply": None, "max_audio_seconds": MAX_AUDIO_SECONDS}
 
     @override
     def validate_options(self) -> None:
@@ -91,6 +98,7 @@ class ClassificationPreparer(Preparer):
 
     @override
     def prepare(self, value: Any) -> Prepared:
-        waveform = load_audio(value, self.sampling_rate)
+        limit = self.operator.options.get("max_audio_seconds", MAX_AUDIO_SECONDS)
+        waveform = load_audio(value, self.sampling_rate, max_seconds=limit)
         processed = self.feature_extractor(waveform, sampling_rate=self.sampling_rate, return_tensors="np")
         return {key: np.asarray(array)[0] for key, array in processed.items()}

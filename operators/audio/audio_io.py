@@ -34,6 +34,11 @@ if TYPE_CHECKING:
 
     from operators.core.base import OperatorConfig
 
+MAX_AUDIO_SECONDS = 4 * 3600.0
+"""Default duration limit of a recording, checked from its header (frames / rate) before decoding: a multi-day
+recording (gigabytes of float32 once decoded) becomes a row error instead. The step option ``max_audio_seconds``
+changes it. Formats whose header states no length (some MP3, Ogg) are checked as their frames are decoded."""
+
 RESAMPLE_QUALITY = "HQ"
 """soxr's quality preset for resampling to the model's rate."""
 
@@ -44,21 +49,32 @@ _UNKNOWN_LENGTH = 0x7FFFFFFF
 _LIBSNDFILE_PREFIX = re.compile(r"^\s*Error\s*:\s*")
 
 
-def load_audio(value: Any, sampling_rate: int) -> np.ndarray:
+def load_audio(value: Any, sampling_rate: int, *, max_seconds: float = MAX_AUDIO_SECONDS) -> np.ndarray:
     """The mono float32 waveform of a cell (bytes or ``struct<bytes, path>``) at ``sampling_rate``."""
-    samples, rate = decode_audio(media_bytes(value))
+    samples, rate = decode_audio(media_bytes(value), max_seconds=max_seconds)
     return resample(to_mono(samples), rate, sampling_rate)
 
 
-def decode_audio(data: bytes) -> tuple[np.ndarray, int]:
-    """Decode encoded audio to float32 ``(samples, channels)`` and its sampling rate; raise ``MediaError``."""
+def _too_long(seconds: float, max_seconds: float) -> MediaError:
+    return MediaError(
+        f"audio lasts {seconds:.0f}s, above the limit of {max_seconds:g}s (step option max_audio_seconds); not decoded"
+    )
+
+
+def decode_audio(data: bytes, *, max_seconds: float = MAX_AUDIO_SECONDS) -> tuple[np.ndarray, int]:
+    """Decode encoded audio to float32 ``(samples, channels)`` and its sampling rate; raise ``MediaError``.
+
+    A recording longer than ``max_seconds`` (by its header, or as decoded when the header does not say) is refused.
+    """
     try:
-        samples, rate = _decode_soundfile(data)
+        samples, rate = _decode_soundfile(data, max_seconds)
     except MediaError:
         raise
     except Exception as soundfile_error:  # noqa: BLE001 - anything libsndfile cannot read goes to FFmpeg
         try:
-            samples, rate = _decode_pyav(data)
+            samples, rate = _decode_pyav(data, max_seconds)
+        except MediaError:
+            raise
         except Exception as pyav_error:  # noqa: BLE001 - both decoders' reasons are reported
             raise MediaError(
                 f"cannot decode audio (soundfile: {_reason(soundfile_error)}; PyAV: {_reason(pyav_error)})"
@@ -100,9 +116,11 @@ def load_feature_extractor(config: OperatorConfig) -> FeatureExtractionMixin:
         raise ModelLoadError(f"model '{config.model}': cannot load its feature extractor: {exc}") from exc
 
 
-def _decode_soundfile(data: bytes) -> tuple[np.ndarray, int]:
+def _decode_soundfile(data: bytes, max_seconds: float) -> tuple[np.ndarray, int]:
     with sf.SoundFile(io.BytesIO(data)) as handle:
         declared = handle.frames
+        if handle.samplerate > 0 and declared / handle.samplerate > max_seconds:
+            raise _too_long(declared / handle.samplerate, max_seconds)
         samples = handle.read(dtype="float32", always_2d=True)
         rate = handle.samplerate
         file_format = handle.format
@@ -117,13 +135,17 @@ def _decode_soundfile(data: bytes) -> tuple[np.ndarray, int]:
     return samples, rate
 
 
-def _decode_pyav(data: bytes) -> tuple[np.ndarray, int]:
+def _decode_pyav(data: bytes, max_seconds: float) -> tuple[np.ndarray, int]:
     import av  # noqa: PLC0415 - FFmpeg is loaded only for what libsndfile cannot read
 
     with av.open(io.BytesIO(data), mode="r") as container:
         if not container.streams.audio:
             raise ValueError("no audio stream")
         stream = container.streams.audio[0]
+        declared = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0.0
+        if declared > max_seconds:
+            raise _too_long(declared, max_seconds)
+        decoded = 0
         resampler = av.AudioResampler(format="fltp")  # planar float32; keeps the layout and rate
         planes: list[np.ndarray] = []
         rate = 0
@@ -131,6 +153,9 @@ def _decode_pyav(data: bytes) -> tuple[np.ndarray, int]:
             for converted in resampler.resample(frame):
                 rate = rate or converted.sample_rate
                 planes.append(converted.to_ndarray())
+                decoded += converted.samples
+                if decoded > max_seconds * rate:
+                    raise _too_long(decoded / rate, max_seconds)
         for converted in resampler.resample(None):
             planes.append(converted.to_ndarray())
     if not planes:

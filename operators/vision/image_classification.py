@@ -17,7 +17,7 @@ from typing_extensions import override
 from operators.core.base import Operator, Prepared, Preparer
 from operators.core.loading import load_model
 from operators.core.ranking import LABEL_SCORE, Ranking, check_options
-from operators.vision.image_io import ImagePreparer, model_inputs, shape_batches
+from operators.vision.image_io import MAX_PIXELS, ImagePreparer, model_inputs, shape_batches
 
 
 class ImageClassification(Operator):
@@ -30,7 +30,7 @@ class ImageClassification(Operator):
 
     task: ClassVar[str] = "image-classification"
     input_kind: ClassVar[str] = "image"
-    defaults: ClassVar[dict[str, Any]] = {"top_k": 5, "function_to_apply": None}
+    defaults: ClassVar[dict[str, Any]] = {"top_k": 5, "function_to_apply": None, "max_pixels": MAX_PIXELS}
 
     @override
     def validate_options(self) -> None:

@@ -48,14 +48,25 @@ VALUE_BUDGET = 32 * 3 * 384 * 384
 
 MAX_ROWS = 64
 
+MAX_PIXELS = 50_000_000
+"""Default pixel limit (width x height, e.g. 8660x5773) of an image, checked from its header before decoding: a
+decompression bomb (a few KB of PNG that decode to gigabytes) becomes a row error instead. The step option
+``max_pixels`` changes it."""
 
-def decode_image(data: bytes) -> Image.Image:
-    """Decode encoded image bytes to an upright RGB Pillow image; raise ``MediaError`` naming what was wrong."""
+
+def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode encoded image bytes to an upright RGB Pillow image; raise ``MediaError`` naming what was wrong.
+
+    The size is read from the header first: an image above ``max_pixels`` is refused before any pixel is decoded.
+    """
     try:
         with Image.open(io.BytesIO(data)) as probe:
+            _check_pixels(*probe.size, max_pixels)
             probe.verify()  # structure and checksums (PNG chunks' CRCs) without decoding the pixels
         image = Image.open(io.BytesIO(data))
         image.load()  # decodes every byte of the first frame: a truncated file raises here
+    except MediaError:
+        raise
     except Image.DecompressionBombError as exc:
         raise MediaError(f"image too large to decode: {exc}") from None
     except Image.UnidentifiedImageError:
@@ -69,9 +80,17 @@ def decode_image(data: bytes) -> Image.Image:
         raise MediaError(f"cannot convert the {image.mode} image to RGB ({_reason(exc)})") from None
 
 
-def load_image(value: Any) -> Image.Image:
+def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise MediaError(
+            f"image is {width}x{height} = {width * height} pixels, above the limit of {max_pixels} "
+            "(step option max_pixels); not decoded"
+        )
+
+
+def load_image(value: Any, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """The upright RGB image of a cell (bytes or ``struct<bytes, path>``), at least ``MIN_SIDE`` on each side."""
-    image = decode_image(media_bytes(value))
+    image = decode_image(media_bytes(value), max_pixels=max_pixels)
     width, height = image.size
     if min(width, height) < MIN_SIDE:
         raise MediaError(f"image is {width}x{height} pixels; at least {MIN_SIDE}x{MIN_SIDE} is needed")
@@ -139,7 +158,8 @@ class ImagePreparer(Preparer):
 
     @override
     def prepare(self, value: Any) -> Prepared:
-        return process_image(self.processor, load_image(value), self.min_side)
+        limit = self.operator.options.get("max_pixels", MAX_PIXELS)
+        return process_image(self.processor, load_image(value, max_pixels=limit), self.min_side)
 
 
 def shape_batches(

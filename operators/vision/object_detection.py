@@ -20,6 +20,7 @@ from typing_extensions import override
 from operators.core.base import ModelLoadError, Operator, OptionError, Prepared, Preparer
 from operators.core.loading import load_model
 from operators.vision.image_io import (
+    MAX_PIXELS,
     ImagePreparer,
     accepts_pixel_mask,
     load_image_processor,
@@ -40,7 +41,7 @@ class ObjectDetection(Operator):
 
     task: ClassVar[str] = "object-detection"
     input_kind: ClassVar[str] = "image"
-    defaults: ClassVar[dict[str, Any]] = {"threshold": 0.5}
+    defaults: ClassVar[dict[str, Any]] = {"threshold": 0.5, "max_pixels": MAX_PIXELS}
 
     @override
     def validate_options(self) -> None:
