@@ -77,11 +77,19 @@ def _type_conflicts(shards: list[Shard], columns: list[str]) -> dict[str, str]:
     return problems
 
 
+def is_file(fs: fsspec.AbstractFileSystem, path: str) -> bool:
+    """Whether ``path`` is a file; unlike ``fs.isfile``, a storage error is raised, not taken for "no"."""
+    try:
+        return fs.info(path)["type"] == "file"
+    except FileNotFoundError:
+        return False
+
+
 def list_shards(fs: fsspec.AbstractFileSystem, path: str) -> list[str]:
     """Parquet files under a directory or prefix, matching a glob, or the single file named; sorted."""
     if _GLOB & set(path):
         found = fs.glob(path)
-    elif fs.isfile(path):
+    elif is_file(fs, path):
         return [path]
     else:
         found = fs.find(path)
@@ -95,7 +103,7 @@ def shard_root(fs: fsspec.AbstractFileSystem, path: str) -> str:
     if _GLOB & set(path):
         fixed = path[: min(path.index(char) for char in _GLOB if char in path)]
         return fixed.rsplit("/", 1)[0] if "/" in fixed else ""
-    if fs.isfile(path):
+    if is_file(fs, path):
         return posixpath.dirname(path)
     return path.rstrip("/")
 
