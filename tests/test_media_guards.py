@@ -15,6 +15,8 @@ from operators.audio.audio_io import MAX_AUDIO_SECONDS, decode_audio
 from operators.core.media import MediaError
 from operators.vision.image_io import MAX_PIXELS, decode_image
 
+pytestmark = pytest.mark.faults
+
 
 def png(width: int, height: int) -> bytes:
     sink = io.BytesIO()
