@@ -4,7 +4,8 @@
 an S3 conditional ``PUT`` with ``If-None-Match: *`` (a second creator gets ``412 Precondition Failed``), ``O_EXCL``
 on a local disk. While the run lives a thread rewrites it every third of ``output.lease_seconds`` with a later
 expiry; the run removes it when it ends. A run killed with ``SIGKILL`` leaves it behind, and the next run takes it
-over once it has expired. A second run meanwhile refuses, naming the holder, or waits for it (``--wait``).
+over once it has expired, or at once when the holder ran on the same machine and its process is gone. A second run
+meanwhile refuses, naming the holder, or waits for it (``--wait``).
 
 Example::
 
@@ -91,8 +92,9 @@ class Lease:
     def body(self) -> bytes:
         """The lease's JSON with an expiry ``seconds`` from now."""
         now = time.time()
-        return json.dumps({"holder": self.holder, "token": self.token, "renewed_at": now,
-                           "expires_at": now + self.seconds, "lease_seconds": self.seconds}).encode()  # fmt: skip
+        return json.dumps({"holder": self.holder, "token": self.token, "renewed_at": now, "host": socket.gethostname(),
+                           "pid": os.getpid(), "expires_at": now + self.seconds,
+                           "lease_seconds": self.seconds}).encode()  # fmt: skip
 
     def _renew(self) -> None:
         while not self._stop.wait(self.seconds / 3):
@@ -119,6 +121,20 @@ class Lease:
             log.warning("could not remove the output's lease (it expires in %gs): %s", self.seconds, exc)
 
 
+def _dead_here(lease: dict[str, Any]) -> bool:
+    """Whether the lease's holder ran on this machine and its process no longer exists (a killed run)."""
+    pid = lease.get("pid")
+    if lease.get("host") != socket.gethostname() or not isinstance(pid, int) or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # another user's live process
+    return False
+
+
 def acquire(layout: Layout, *, uri: str, seconds: float, wait: float = 0.0) -> Lease:
     """Take the output's lease, taking over an expired one; wait up to ``wait`` seconds for a live holder."""
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -134,8 +150,10 @@ def acquire(layout: Layout, *, uri: str, seconds: float, wait: float = 0.0) -> L
                 continue  # released in between
             if current.get("token") == lease.token:
                 break  # a retried create whose first attempt had landed
-            if current.get("expires_at", 0) < time.time():
-                log.warning("taking over the expired lease of %s", current.get("holder"), extra={"console": True})
+            gone = _dead_here(current)
+            if gone or current.get("expires_at", 0) < time.time():
+                why = "its process is gone" if gone else "expired"
+                log.warning("taking over the lease of %s: %s", current.get("holder"), why, extra={"console": True})
                 layout.fs.rm(lease.path)
                 continue
             if time.monotonic() >= deadline:

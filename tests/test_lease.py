@@ -47,6 +47,20 @@ def test_a_local_lease_is_exclusive_renewed_and_taken_over_once_expired(tmp_path
     first.release()  # no longer its lease: nothing to remove, no error
 
 
+def test_a_lease_whose_holder_died_on_this_machine_is_taken_over_at_once(tmp_path: Path) -> None:
+    layout = Layout(fs=fsspec.filesystem("file"), root=str(tmp_path / "out"), input_root="")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    held = acquire(layout, uri="out", seconds=600)
+    held._stop.set()
+    held._thread.join()
+    lease = read_lease(layout)
+    lease["pid"] = int(gone.stdout)  # a process that has ended
+    (tmp_path / "out" / LEASE).write_text(json.dumps(lease))
+    taken = acquire(layout, uri="out", seconds=600)  # no wait: the holder is known to be dead
+    assert read_lease(layout)["token"] == taken.token
+    taken.release()
+
+
 def write_inputs(fs: fsspec.AbstractFileSystem, prefix: str) -> list[int]:
     ids = []
     for shard in range(SHARDS):
@@ -105,6 +119,10 @@ def test_overlapping_runs_one_proceeds_and_a_killed_holders_lease_expires(
     finally:
         crash(holder)
     lease = json.loads(fs.cat_file(f"lease/out/{LEASE}"))  # the killed holder's, left behind
+    assert lease["pid"] == holder.pid
+    # As if the holder had run on another machine: its death cannot be seen from here, only its lease's expiry.
+    lease["host"] = "another-machine"
+    fs.pipe_file(f"lease/out/{LEASE}", json.dumps(lease).encode())
     third = subprocess.run(
         [sys.executable, "-m", "tests.fault_ops", "run", str(job), "--wait", "60"],
         cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), RAY_ADDRESS=""), capture_output=True, text=True,
