@@ -11,6 +11,8 @@ process, timed from outside: ``.venv-daft/bin/python -m benchmarks.daft_udf --mo
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 import daft
 import pyarrow as pa
@@ -78,6 +80,10 @@ def main() -> None:
     else:
         frame = frame.with_column("embedding", model.embed(frame["text"]))
     frame.write_parquet(args.output)
+    sys.stdout.flush()
+    # Daft 0.7's native runner can abort while the interpreter finalises ("PyGILState_Release ... must be current"),
+    # after the output is written; leave without finalising so a finished run exits 0.
+    os._exit(0)
 
 
 if __name__ == "__main__":
