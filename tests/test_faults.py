@@ -132,7 +132,6 @@ def test_faults_within_the_budget_are_absorbed(
 BEYOND = {
     "outage-planning": (Fault("outage", query="list-type", seconds=9.0), "list_objects_v2"),
     "outage-staging": (Fault("outage", method="PUT", path="/_lakelabel/staging/", seconds=9.0), None),
-    "outage-commit": (Fault("outage", method="PUT", path="/out/part-01", seconds=9.0), None),
     "outage-manifest": (Fault("outage", method="PUT", path="/out/_SUCCESS", seconds=9.0), "put_object"),
 }
 
