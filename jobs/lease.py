@@ -4,8 +4,10 @@
 an S3 conditional ``PUT`` with ``If-None-Match: *`` (a second creator gets ``412 Precondition Failed``), ``O_EXCL``
 on a local disk. While the run lives a thread rewrites it every third of ``output.lease_seconds`` with a later
 expiry; the run removes it when it ends. A run killed with ``SIGKILL`` leaves it behind, and the next run takes it
-over once it has expired, or at once when the holder ran on the same machine and its process is gone. A second run
-meanwhile refuses, naming the holder, or waits for it (``--wait``).
+over once it has expired, or at once when the holder ran on the same machine and its process is gone. A run that
+ended while the store was unreachable leaves its lease behind too: a later run in the same process (a scheduler that
+calls :func:`jobs.runner.run_job` in a loop) takes it over at once, since that process knows its own live leases. A
+second run meanwhile refuses, naming the holder, or waits for it (``--wait``).
 
 Example::
 
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lakelabel")
 LEASE = f"{STATE}/lease.json"
+_LIVE: set[str] = set()  # tokens of the leases this process holds now
 
 
 class LeaseHeldError(RuntimeError):
@@ -110,6 +113,7 @@ class Lease:
 
     def release(self) -> None:
         """Stop renewing and remove the lease if it is still this run's."""
+        _LIVE.discard(self.token)
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
@@ -122,10 +126,16 @@ class Lease:
 
 
 def _dead_here(lease: dict[str, Any]) -> bool:
-    """Whether the lease's holder ran on this machine and its process no longer exists (a killed run)."""
+    """Whether the lease's holder ran on this machine and is gone.
+
+    Gone means its process ended, or it was a run of this process that ended without removing its lease (the store
+    was unreachable then).
+    """
     pid = lease.get("pid")
-    if lease.get("host") != socket.gethostname() or not isinstance(pid, int) or pid == os.getpid():
+    if lease.get("host") != socket.gethostname() or not isinstance(pid, int):
         return False
+    if pid == os.getpid():
+        return lease.get("token") not in _LIVE
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -152,7 +162,7 @@ def acquire(layout: Layout, *, uri: str, seconds: float, wait: float = 0.0) -> L
                 break  # a retried create whose first attempt had landed
             gone = _dead_here(current)
             if gone or current.get("expires_at", 0) < time.time():
-                why = "its process is gone" if gone else "expired"
+                why = "its run is gone" if gone else "expired"
                 log.warning("taking over the lease of %s: %s", current.get("holder"), why, extra={"console": True})
                 layout.fs.rm(lease.path)
                 continue
@@ -162,6 +172,7 @@ def acquire(layout: Layout, *, uri: str, seconds: float, wait: float = 0.0) -> L
                     "run again once it ends, or pass --wait SECONDS to wait for it"
                 ) from None
             time.sleep(min(1.0, seconds / 3, max(0.05, deadline - time.monotonic())))
+    _LIVE.add(lease.token)
     lease._thread.start()
     return lease
 

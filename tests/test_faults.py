@@ -132,8 +132,12 @@ def test_faults_within_the_budget_are_absorbed(
 BEYOND = {
     "outage-planning": (Fault("outage", query="list-type", seconds=9.0), "list_objects_v2"),
     "outage-staging": (Fault("outage", method="PUT", path="/_lakelabel/staging/", seconds=9.0), None),
+    "outage-commit": (Fault("outage", method="PUT", path="/out/part-01", seconds=9.0), None),
     "outage-manifest": (Fault("outage", method="PUT", path="/out/_SUCCESS", seconds=9.0), "put_object"),
+    # Long enough to outlast the failed run itself: it cannot remove its lease, and the re-run takes it over at once.
+    "outage-past-the-run": (Fault("outage", method="PUT", path="/out/part-01", seconds=25.0), None),
 }
+LEASE_LEFT = {"outage-past-the-run"}
 
 
 @pytest.mark.parametrize("case", list(BEYOND))
@@ -154,9 +158,12 @@ def test_an_outage_beyond_the_budget_ends_the_run_and_the_rerun_completes(
     assert "storage.retry_seconds: 3" in message, message
     if operation is not None:
         assert f": {operation} " in message, message
+    assert time.monotonic() < proxy.outage_until or case not in LEASE_LEFT, f"{case}: the outage ended before the run"
     while time.monotonic() < proxy.outage_until:
         time.sleep(0.2)
     proxy.clear()
+    if case in LEASE_LEFT:  # the others' runs may or may not have ended before their outage did
+        assert moto.exists(f"faults/{case}/out/{STATE}/lease.json"), f"{case}: the failed run removed its lease"
     committed = output_counts(moto, f"faults/{case}/out")  # what the failed run committed is valid Parquet
     second, error = timed_run(spec)
     assert error is None, f"{case}: the re-run failed: {error}"

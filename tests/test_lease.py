@@ -61,6 +61,27 @@ def test_a_lease_whose_holder_died_on_this_machine_is_taken_over_at_once(tmp_pat
     taken.release()
 
 
+def test_a_lease_left_by_an_ended_run_of_this_process_is_taken_over_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layout = Layout(fs=fsspec.filesystem("file"), root=str(tmp_path / "out"), input_root="")
+    ended = acquire(layout, uri="out", seconds=600)
+    with pytest.raises(LeaseHeldError):  # a live run of this same process still holds it
+        acquire(layout, uri="out", seconds=600)
+
+    def unreachable(*_: object, **__: object) -> None:
+        raise OSError("the store is unreachable")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(layout.fs, "rm", unreachable)
+        ended.release()  # the run ends during an outage: its lease stays behind
+    assert read_lease(layout)["token"] == ended.token
+    again = acquire(layout, uri="out", seconds=600)  # the next run of this process, with no wait
+    assert read_lease(layout)["token"] == again.token
+    again.release()
+    assert read_lease(layout) is None
+
+
 def write_inputs(fs: fsspec.AbstractFileSystem, prefix: str) -> list[int]:
     ids = []
     for shard in range(SHARDS):
