@@ -29,6 +29,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from jobs.commit import row_errors
+from operators.core.columns import ERROR_COLUMN
+
 __all__ = ["BINS", "DISTINCT", "Figures", "Series", "StepFigures", "kind_of"]
 
 BINS = 20
@@ -36,7 +39,6 @@ DISTINCT = 1000
 """Distinct labels (or error messages) counted one by one per step; the rest are summed under :data:`OTHER`."""
 OTHER = "(other)"
 TEXT_FIELDS = ("generated_text", "summary_text", "translation_text", "text", "answer")
-ERROR_COLUMN = "lakelabel_errors"
 
 
 @dataclass
@@ -267,7 +269,7 @@ class Figures:
         names = batch.schema.names
         errors = batch.column(names.index(ERROR_COLUMN)) if ERROR_COLUMN in names else None
         if errors is not None:
-            self.rows_with_errors += int(pc.sum(pc.greater(pc.list_value_length(errors), 0)).as_py() or 0)
+            self.rows_with_errors += row_errors(batch)
             flat = pc.list_flatten(errors)
             pairs = pc.binary_join_element_wise(pc.struct_field(flat, "step"), pc.struct_field(flat, "message"), "\0")
             per_step: dict[str, Counter[str]] = {}
