@@ -42,7 +42,7 @@ from typing import Any
 LOOPBACK = "127.0.0.1"
 STATE = "cluster.json"
 DEFAULT_DIR = "/tmp/lakelabel-ray"  # noqa: S108 - short on purpose: Ray's socket paths must stay under 108 bytes
-START_TIMEOUT_S = 120.0  # per node
+START_TIMEOUT_S = 300.0  # for the nodes to register (a node that exits fails at once); busy machines need minutes
 
 # `ray start` for a worker node, with the multi-node refusal lifted and Ray's address lookup kept on loopback.
 _JOIN = (
