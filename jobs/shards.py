@@ -33,6 +33,8 @@ class Shard:
     rows: int
     bytes: int
     schema: pa.Schema
+    groups: tuple[tuple[int, int], ...] = ()
+    """Rows and compressed bytes of each row group, in order (what a big file is split by)."""
 
 
 def _is_text(type_: pa.DataType) -> bool:
@@ -112,7 +114,12 @@ def read_footer(fs: fsspec.AbstractFileSystem, path: str) -> Shard:
     """Rows, size and schema of one shard from its footer."""
     with fs.open(path, "rb") as handle:
         metadata = pq.ParquetFile(handle).metadata
-        return Shard(path=path, rows=metadata.num_rows, bytes=fs.size(path), schema=metadata.schema.to_arrow_schema())
+        groups = tuple(
+            (metadata.row_group(index).num_rows, metadata.row_group(index).total_byte_size)
+            for index in range(metadata.num_row_groups)
+        )
+        return Shard(path=path, rows=metadata.num_rows, bytes=fs.size(path), schema=metadata.schema.to_arrow_schema(),
+                     groups=groups)  # fmt: skip
 
 
 @dataclass(frozen=True)
