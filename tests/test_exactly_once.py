@@ -86,7 +86,8 @@ def records(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, dict]:
     directory = f"{root}/{STATE}/shards"
     if not fs.exists(directory):
         return {}
-    return {r["key"]: r for r in (json.loads(fs.cat_file(p)) for p in fs.find(directory) if p.endswith(".json"))}
+    found = [json.loads(fs.cat_file(p)) for p in fs.find(directory) if p.endswith(".json")]
+    return {r["key"]: r for value in found for r in value.get("records", [value])}  # a bundle's object holds many
 
 
 def _session_processes(driver: int) -> list[int]:
