@@ -172,7 +172,8 @@ def make_plan(spec: JobSpec) -> Plan:
         if column in columns
     }
     selected = list(spec.input_columns) if spec.input_columns else None
-    shards, quarantined = inspect_shards(source.fs, source.shard_paths(), columns, kinds, selected=selected)
+    paths = source.shard_paths()
+    shards, quarantined = inspect_shards(source.fs, paths, columns, kinds, selected=selected, sizes=source.sizes())
     if spec.on_error == "raise":
         refuse(quarantined)
     sink = open_sink(spec, source.root)

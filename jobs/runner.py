@@ -544,10 +544,22 @@ def run_job(spec: JobSpec, *, verbose: bool = False, wait: float = 0.0) -> RunSu
     before = request_counts()  # this process's requests; workers report theirs (jobs/storage.py counts them)
     plan = make_plan(spec)
     with hold(plan.layout, uri=spec.output_uri, seconds=spec.lease_seconds, wait=wait):
-        return _run_held(plan, started, before, verbose=verbose)
+        summary, workers = _run_held(plan, started, before, verbose=verbose)
+    # The summary's count ends here, the lease released and the log published; the manifest's ends before its write.
+    summary.requests = _merged(workers, requests_since(before))
+    return summary
 
 
-def _run_held(plan: Plan, started: float, before: dict[str, int], *, verbose: bool) -> RunSummary:
+def _merged(*counts: dict[str, int]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for more in counts:
+        add_requests(total, more)
+    return total
+
+
+def _run_held(
+    plan: Plan, started: float, before: dict[str, int], *, verbose: bool
+) -> tuple[RunSummary, dict[str, int]]:
     spec = plan.spec
     state = prepare(plan)
     pending = {part.path for part in state.pending}
@@ -565,11 +577,12 @@ def _run_held(plan: Plan, started: float, before: dict[str, int], *, verbose: bo
             _run(plan, state, summary, run_log, verbose=verbose)
             summary.table = _finish_output(plan)
             summary.wall_seconds = time.perf_counter() - started
-            add_requests(summary.requests, requests_since(before))
+            workers = dict(summary.requests)  # sent by read, staging and commit tasks
+            summary.requests = _merged(workers, requests_since(before))
             write_manifest(plan, state, summary, table=summary.table)
     finally:
         run_log.publish()
-    return summary
+    return summary, workers
 
 
 def _finish_output(plan: Plan) -> dict[str, Any] | None:

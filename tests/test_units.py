@@ -250,10 +250,12 @@ def test_a_split_file_commits_per_unit_in_row_order_and_resumes_per_unit(
         (part.key, [part.first_group, part.end_group], part.first_row) for part in parts
     ]
 
-    # A run killed after some units leaves their files and records; one unit's file without its record.
+    # What a run killed after all but one unit's record leaves: no manifest (a run removes it as it starts), and
+    # that unit's file without its record.
     out = plan.layout
     lost = parts[2]
     Path(out.record_file(lost.key)).unlink()
+    Path(out.success_file).unlink()
     kept = {name: (tmp_path / "out" / name).stat().st_mtime_ns for name in names if name != f"{lost.key}.parquet"}
     text, complete = output_status(str(tmp_path / "out"), spec.storage)
     assert not complete
@@ -265,3 +267,42 @@ def test_a_split_file_commits_per_unit_in_row_order_and_resumes_per_unit(
     rejoined = pa.concat_tables([pq.read_table(tmp_path / "out" / name) for name in names])
     assert rejoined.column("id").to_pylist() == table.column("id").to_pylist()
     assert output_status(str(tmp_path / "out"), spec.storage)[1]
+
+
+# --- object-store requests, counted where they are sent and seen by the server ------------------------------------
+
+_METHOD = {"GetObject": "GET", "ListObjectsV2": "GET", "HeadObject": "HEAD", "HeadBucket": "HEAD",
+           "PutObject": "PUT", "DeleteObject": "DELETE", "DeleteObjects": "POST", "CreateMultipartUpload": "POST",
+           "UploadPart": "PUT", "CompleteMultipartUpload": "POST", "AbortMultipartUpload": "DELETE",
+           "CopyObject": "PUT", "GetBucketLocation": "GET"}  # fmt: skip
+
+
+def test_requests_by_kind_are_the_requests_the_endpoint_received(
+    s3_endpoint: str, models: dict[str, str], ray_local: None, tmp_path: Path
+) -> None:
+    from tests.fault_proxy import FaultProxy  # noqa: PLC0415
+
+    moto = fsspec.filesystem("s3", endpoint_url=s3_endpoint, skip_instance_cache=True)
+    if not moto.exists("units"):
+        moto.mkdir("units")
+    tiny_files(tmp_path / "in", 120, 2)
+    for path in sorted((tmp_path / "in").rglob("*.parquet")):
+        moto.put_file(str(path), f"units/in/{path.relative_to(tmp_path / 'in')}")
+    with FaultProxy(s3_endpoint) as proxy:  # no faults: it forwards every request and counts them
+        raw = job(tmp_path, models)
+        raw |= {"input": {"uri": "s3://units/in/"}, "output": {"uri": "s3://units/out/"},
+                "storage": {"endpoint_url": proxy.url}}  # fmt: skip
+        summary = run_job(parse_spec(raw))
+        seen = dict(proxy.by_method)
+    assert summary.units_processed == 15
+    assert set(summary.requests) <= set(_METHOD), f"a request kind this test does not map: {summary.requests}"
+    by_method: dict[str, int] = {}
+    for kind, count in summary.requests.items():
+        by_method[_METHOD[kind]] = by_method.get(_METHOD[kind], 0) + count
+    assert by_method == seen, f"counted {summary.requests}, the endpoint saw {seen}"
+    assert summary.requests["PutObject"] >= 120 + 15, "one PUT per output file and one per unit's records at least"
+    print(
+        f"120 files in 15 units on loopback S3: {summary.requests_per_shard:.2f} requests per shard, {summary.requests}"
+    )
+    manifest = json.loads(moto.cat_file("units/out/_SUCCESS"))
+    assert sum(manifest["run"]["requests"].values()) < sum(summary.requests.values()), "the manifest's ends earlier"
