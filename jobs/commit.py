@@ -4,7 +4,8 @@ A *part* is a whole input file or a row-group range of a big one; a *unit* is on
 (``jobs/units.py``). Each part becomes one output file and one completion record; each unit is one read, one
 commit and one record object.
 
-1. ``read_unit`` reads a unit in blocks, tagging each row with its part's index and its row number in the part.
+1. ``read_unit`` (``jobs/reading.py``) reads a unit in blocks, tagging each row with its part's index and its row
+   number in the part.
 2. ``stage`` (after the last step) commits at once each unit the batch holds whole (no staging round trip);
    of any other unit it writes the batch's rows as one staged piece, and returns which row ranges it staged.
 3. ``Coverage`` (on the driver) adds up the ranges; a part whose rows ``[0, n)`` are all staged is complete, and a
@@ -21,7 +22,6 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,13 +32,12 @@ import pyarrow.parquet as pq
 from pyarrow import ipc
 
 from jobs.layout import Layout, write_atomic, write_atomic_many
-from jobs.storage import StorageError
 from operators import ERROR_COLUMN
 
 if TYPE_CHECKING:
     import fsspec
 
-    from jobs.units import Part, Unit
+    from jobs.units import Unit
 
 SHARD_COLUMN = "__lakelabel_shard__"
 ROW_COLUMN = "__lakelabel_row__"
@@ -51,79 +50,6 @@ class CommitError(RuntimeError):
 
 class RowErrorStopError(RuntimeError):
     """A row error under ``on_error: raise``."""
-
-
-def _tag(batch: pa.RecordBatch | pa.Table, index: int, first: int) -> pa.Table:
-    table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
-    rows = table.num_rows
-    table = table.append_column(SHARD_COLUMN, pa.array(np.full(rows, index, np.int32)))
-    return table.append_column(ROW_COLUMN, pa.array(np.arange(first, first + rows, dtype=np.int64)))
-
-
-def read_shard(
-    fs: fsspec.AbstractFileSystem,
-    path: str,
-    index: int,
-    columns: list[str] | None,
-    block_rows: int,
-    *,
-    row_groups: list[int] | None = None,
-) -> Iterator[pa.Table]:
-    """Blocks of at most ``block_rows`` rows of one file (or of its ``row_groups``), tagged with ``index``.
-
-    Row numbers count from the first row read.
-    """
-    first = 0
-    with fs.open(path, "rb") as handle:
-        batches = pq.ParquetFile(handle).iter_batches(
-            batch_size=block_rows, row_groups=row_groups, columns=columns, use_threads=False
-        )
-        for batch in batches:
-            yield _tag(batch, index, first)
-            first += batch.num_rows
-
-
-def read_unit(
-    fs: fsspec.AbstractFileSystem,
-    parts: list[tuple[int, Part]],
-    columns: list[str] | None,
-    block_rows: int,
-    unreadable: Callable[[int, Exception], None],
-) -> Iterator[pa.Table]:
-    """Blocks of a unit's parts ``(index, part)``, tagged like :func:`read_shard`.
-
-    A bundle's small files are fetched concurrently, each read whole, and packed into blocks of about
-    ``block_rows`` rows. A part that cannot be read is passed to ``unreadable`` (which raises, or records it) and
-    left out; a failing store (``StorageError``) stops the read.
-    """
-    if len(parts) == 1:
-        index, part = parts[0]
-        try:
-            yield from read_shard(fs, part.path, index, columns, block_rows, row_groups=part.row_groups())
-        except StorageError:
-            raise
-        except (OSError, pa.ArrowException) as exc:
-            unreadable(index, exc)
-        return
-    fetched = fs.cat([part.path for _, part in parts], on_error="return")
-    held: list[pa.Table] = []
-    for index, part in parts:
-        data = fetched.get(part.path, FileNotFoundError(part.path))
-        try:
-            if isinstance(data, Exception):
-                raise data
-            table = pq.read_table(pa.BufferReader(data), columns=columns, use_threads=False)
-        except StorageError:
-            raise
-        except (OSError, pa.ArrowException) as exc:
-            unreadable(index, exc)
-            continue
-        held.append(_tag(table, index, 0))
-        if sum(table.num_rows for table in held) >= block_rows:
-            yield pa.concat_tables(held, promote_options="default")
-            held = []
-    if held:
-        yield pa.concat_tables(held, promote_options="default")
 
 
 def _ranges(rows: np.ndarray) -> list[int]:

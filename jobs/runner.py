@@ -46,7 +46,6 @@ from jobs.commit import (
     Units,
     commit_unit,
     first_row_error,
-    read_unit,
     row_errors,
     stage,
 )
@@ -54,6 +53,7 @@ from jobs.isolation import died, died_preparing, run_isolating
 from jobs.lease import hold
 from jobs.plan import Plan, make_plan
 from jobs.progress import ProgressDisplay, Snapshot
+from jobs.reading import read_unit
 from jobs.runlog import RunLog, quiet_worker, route_logs
 from jobs.shards import ShardError
 from jobs.state import OutputExistsError, RunState, prepare, quarantine, write_manifest

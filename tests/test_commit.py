@@ -17,11 +17,11 @@ from jobs.commit import (
     ShardRecord,
     Units,
     commit_unit,
-    read_shard,
     stage,
 )
 from jobs.layout import Layout, remove_temporaries, write_atomic
 from jobs.provenance import spec_changes
+from jobs.reading import read_shard
 from operators import ERROR_COLUMN, ERROR_TYPE
 
 LOCAL = fsspec.filesystem("file")

@@ -14,9 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.commit import ROW_COLUMN, SHARD_COLUMN, ShardRecord, Units, read_unit, stage
+from jobs.commit import ROW_COLUMN, SHARD_COLUMN, ShardRecord, Units, stage
 from jobs.layout import Layout
 from jobs.plan import make_plan
+from jobs.reading import read_unit
 from jobs.runner import run_job
 from jobs.shards import read_footer
 from jobs.spec import SpecError, load_spec, parse_spec
@@ -280,7 +281,7 @@ _METHOD = {"GetObject": "GET", "ListObjectsV2": "GET", "HeadObject": "HEAD", "He
 def test_requests_by_kind_are_the_requests_the_endpoint_received(
     s3_endpoint: str, models: dict[str, str], ray_local: None, tmp_path: Path
 ) -> None:
-    from tests.fault_proxy import FaultProxy  # noqa: PLC0415
+    from tests.fault_proxy import FaultProxy
 
     moto = fsspec.filesystem("s3", endpoint_url=s3_endpoint, skip_instance_cache=True)
     if not moto.exists("units"):
