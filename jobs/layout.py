@@ -146,10 +146,13 @@ class Layout:
         found = self.fs.cat(paths, on_error="omit") if paths else {}
         return {path: _records_in(json.loads(data)) for path, data in found.items()}
 
-    def read_records(self) -> list[dict[str, Any]]:
-        """Every completion record, sorted by key; a key recorded twice (an input changed since) keeps the latest."""
+    def read_records(self, files: dict[str, list[dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
+        """Every completion record, sorted by key; a key recorded twice (an input changed since) keeps the latest.
+
+        ``files``: what :meth:`read_record_files` returned, if it was read already.
+        """
         latest: dict[str, dict[str, Any]] = {}
-        for records in self.read_record_files().values():
+        for records in (self.read_record_files() if files is None else files).values():
             for record in records:
                 held = latest.get(record["key"])
                 if held is None or record.get("committed_at", 0) >= held.get("committed_at", 0):

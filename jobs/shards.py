@@ -116,16 +116,25 @@ def shard_root(fs: fsspec.AbstractFileSystem, path: str) -> str:
     return path.rstrip("/")
 
 
+_WHOLE_BYTES = 1 << 20  # a file this small is fetched whole to read its footer: one request, not two
+
+
 def read_footer(fs: fsspec.AbstractFileSystem, path: str, size: int | None = None) -> Shard:
     """Rows, size and schema of one shard from its footer (``size``: the file's size, if the listing gave it)."""
+    if size is not None and size <= _WHOLE_BYTES:
+        data = fs.cat_file(path)
+        return _shard(path, len(data), pq.ParquetFile(pa.BufferReader(data)).metadata)
     with fs.open(path, "rb", **({"size": size} if size is not None else {})) as handle:
-        metadata = pq.ParquetFile(handle).metadata
-        groups = tuple(
-            (metadata.row_group(index).num_rows, metadata.row_group(index).total_byte_size)
-            for index in range(metadata.num_row_groups)
-        )
-        return Shard(path=path, rows=metadata.num_rows, bytes=handle.size, schema=metadata.schema.to_arrow_schema(),
-                     groups=groups)  # fmt: skip
+        return _shard(path, handle.size, pq.ParquetFile(handle).metadata)
+
+
+def _shard(path: str, size: int, metadata: pq.FileMetaData) -> Shard:
+    groups = tuple(
+        (metadata.row_group(index).num_rows, metadata.row_group(index).total_byte_size)
+        for index in range(metadata.num_row_groups)
+    )
+    return Shard(path=path, rows=metadata.num_rows, bytes=size, schema=metadata.schema.to_arrow_schema(),
+                 groups=groups)  # fmt: skip
 
 
 @dataclass(frozen=True)

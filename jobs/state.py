@@ -74,7 +74,9 @@ def _check_existing(plan: Plan, layout: Layout, digest: str) -> list[str]:
     return files
 
 
-def _clear_pending(layout: Layout, pending: list[Part], done: set[str], files: list[str]) -> None:
+def _clear_pending(
+    layout: Layout, pending: list[Part], done: set[str], files: list[str], objects: dict[str, list[dict[str, Any]]]
+) -> None:
     """Remove what pending parts left behind: output files of their inputs (whole or by row groups), records.
 
     A bundle's record object that also holds done parts is rewritten without the pending ones.
@@ -88,7 +90,7 @@ def _clear_pending(layout: Layout, pending: list[Part], done: set[str], files: l
         match = pattern.fullmatch(name)
         if match and match.group(1) in keys and name.removesuffix(".parquet") not in done:
             stale.append(path)
-    for path, records in layout.read_record_files().items():
+    for path, records in objects.items():
         keep = [r for r in records if r["key"] in done or (r["input"] not in inputs and r["key"] not in keys)]
         if len(keep) == len(records):
             continue
@@ -96,10 +98,10 @@ def _clear_pending(layout: Layout, pending: list[Part], done: set[str], files: l
             unit = path.removeprefix(f"{layout.records_root}/").removesuffix(".json")
             layout.write_json(path, {"unit": unit, "records": keep})
         else:
-            layout.remove(path)
-            remove_temporaries(layout.fs, path)
+            stale.append(path)
+    if stale:
+        layout.fs.rm(stale)  # one batched delete on an object store
     for path in stale:
-        layout.remove(path)
         remove_temporaries(layout.fs, path)
     for part in pending:
         remove_temporaries(layout.fs, layout.output_file(part.key))
@@ -119,7 +121,8 @@ def prepare(plan: Plan) -> RunState:
         started_at=time.time(),
         provenance=provenance(plan.spec),
     )
-    records = {raw["key"]: ShardRecord(**raw) for raw in layout.read_records()} if files else {}
+    objects = layout.read_record_files() if files else {}
+    records = {raw["key"]: ShardRecord(**raw) for raw in layout.read_records(objects)}
     parts = plan.parts()
     for part in parts:
         record = records.get(part.key)
@@ -130,7 +133,7 @@ def prepare(plan: Plan) -> RunState:
     state.units = plan.units(state.pending)
     plan.sink.begin(state)  # a table output refuses before a file it references would be removed below
     if state.pending and files:
-        _clear_pending(layout, state.pending, set(state.done), files)
+        _clear_pending(layout, state.pending, set(state.done), files, objects)
     layout.remove(layout.staging_root, recursive=True)
     layout.remove(layout.success_file)
     layout.remove(f"{layout.root}/{STATE}/quarantine", recursive=True)
