@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jobs.commit import ROW_COLUMN, SHARD_COLUMN
-from jobs.storage import StorageError
+from jobs.storage import StorageError, whole_kwargs
 
 if TYPE_CHECKING:
     import fsspec
@@ -79,7 +79,7 @@ def read_unit(
         except (OSError, pa.ArrowException) as exc:
             unreadable(index, exc)
         return
-    fetched = fs.cat([part.path for _, part in parts], on_error="return")
+    fetched = fs.cat([part.path for _, part in parts], on_error="return", **whole_kwargs(fs))
     held: list[pa.Table] = []
     for index, part in parts:
         data = fetched.get(part.path, FileNotFoundError(part.path))

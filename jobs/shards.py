@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.storage import StorageError
+from jobs.storage import StorageError, whole_kwargs
 
 if TYPE_CHECKING:
     import fsspec
@@ -122,7 +122,7 @@ _WHOLE_BYTES = 1 << 20  # a file this small is fetched whole to read its footer:
 def read_footer(fs: fsspec.AbstractFileSystem, path: str, size: int | None = None) -> Shard:
     """Rows, size and schema of one shard from its footer (``size``: the file's size, if the listing gave it)."""
     if size is not None and size <= _WHOLE_BYTES:
-        data = fs.cat_file(path)
+        data = fs.cat_file(path, **whole_kwargs(fs))
         return _shard(path, len(data), pq.ParquetFile(pa.BufferReader(data)).metadata)
     with fs.open(path, "rb", **({"size": size} if size is not None else {})) as handle:
         return _shard(path, handle.size, pq.ParquetFile(handle).metadata)

@@ -180,6 +180,14 @@ class RetryingS3FileSystem(S3FileSystem):
             yield item
 
 
+def whole_kwargs(fs: fsspec.AbstractFileSystem) -> dict[str, Any]:
+    """Keyword arguments of ``cat``/``cat_file`` fetching small objects whole in one ``GetObject`` each.
+
+    s3fs otherwise asks each object's size first (a ``HeadObject``) to decide whether to fetch it in parallel parts.
+    """
+    return {"max_concurrency": 1} if isinstance(fs, S3FileSystem) else {}
+
+
 def without_userinfo(url: str) -> str:
     """``http://user:secret@host:9000`` -> ``http://host:9000``."""
     parts = urllib.parse.urlsplit(url)
