@@ -418,6 +418,7 @@ class _UnitCommits:
         self.waiting = [sum(1 for index in members if self.records[index].rows_in) for members in self.table.members]
         self.started: set[int] = set()
         self.committed: set[int] = set()
+        self.parts_done = 0
         self.commits: dict[Any, int] = {}
         self.queued: deque[tuple[int, frozenset[int]]] = deque()
         self.requests: dict[str, int] = {}
@@ -446,9 +447,11 @@ class _UnitCommits:
             if self.records[index].key in by_key:
                 self.records[index] = by_key[self.records[index].key]
                 self.sink.shard_committed(self.records[index])  # a table output commits in batches of shards
-        rows, errors = sum(r.rows_out for r in done), sum(r.row_errors for r in done)
-        log.info("unit %s committed: %d part(s), %d rows, %d row error(s) (%d/%d)", self.table.keys[unit],
-                 len(done), rows, errors, len(self.committed), len(self.table.keys))  # fmt: skip
+        self.parts_done += len(done)
+        bundle = f" (unit {self.table.keys[unit]})" if len(done) > 1 else ""
+        for record in done:
+            log.info("shard %s committed: %d rows, %d row error(s) (%d/%d)%s", record.key, record.rows_out,
+                     record.row_errors, self.parts_done, len(self.records), bundle)  # fmt: skip
 
     def collect(self, *, wait: bool) -> None:
         if not self.commits:
@@ -496,7 +499,7 @@ def _process(plan: Plan, state: RunState, summary: RunSummary, *, verbose: bool)
 
     def poll() -> Snapshot:
         steps, _ = ray.get(collector.snapshot.remote())
-        done = sum(1 for record in loop.records if record.committed_at)
+        done = loop.parts_done
         return Snapshot(time.perf_counter() - begun, steps, summary.rows_in, done, len(parts))
 
     try:
