@@ -31,10 +31,13 @@ $(DAFT_STAMP): benchmarks/daft-requirements.txt
 	.venv-daft/bin/python -m pip install --quiet -r benchmarks/daft-requirements.txt
 	touch $(DAFT_STAMP)
 
-# Throughput side by side (docs/throughput.md); a quiet machine gives steady figures. ~30 min on 2 cores.
+# Throughput side by side (docs/throughput.md), then the lake shapes (docs/lake-shapes.md); a quiet machine gives
+# steady figures. ~50 min on 2 cores.
 bench: $(STAMP) $(DAFT_STAMP)
 	$(BIN)/python -m benchmarks.throughput --json benchmark.json
 	$(BIN)/python -m benchmarks.throughput --memory --json benchmark-memory.json
+	$(BIN)/python -m benchmarks.shapes --json benchmark-shapes.json
+	$(BIN)/python -m benchmarks.shapes --memory --rows 20000 --json benchmark-shapes-memory.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

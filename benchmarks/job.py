@@ -31,20 +31,23 @@ class Run:
     peak_bytes: int
     stdout: str
     at_peak: dict[str, int]
+    largest_bytes: int = 0
+    """The largest PSS any one process of the tree reached."""
+    largest_name: str = ""
 
 
-def run_process(args: list[str], env: dict[str, str] | None = None) -> Run:
+def run_process(args: list[str], env: dict[str, str] | None = None, *, interval_s: float = 3.0) -> Run:
     """Run ``args`` from the repository root, sampling its process tree's memory; fails loudly if it fails."""
     start = time.perf_counter()
     process = subprocess.Popen(  # noqa: S603 - this interpreter running lakelabel or the recipe
         args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    with PeakMemory(process.pid) as memory:
+    with PeakMemory(process.pid, interval_s) as memory:
         stdout, stderr = process.communicate()
     seconds = time.perf_counter() - start
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} exited {process.returncode}:\n{stdout}\n{stderr[-4000:]}")
-    return Run(seconds, memory.peak, stdout, memory.at_peak)
+    return Run(seconds, memory.peak, stdout, memory.at_peak, memory.largest, memory.largest_name)
 
 
 def job_file(directory: Path, task: str, model: Path, source: Path, *, step: dict[str, Any] | None = None) -> Path:

@@ -66,13 +66,19 @@ def tree_breakdown(pid: int) -> dict[str, int]:
 
 
 class PeakMemory:
-    """Samples ``tree_pss(pid)`` in a background thread until stopped; ``peak`` is the largest sample."""
+    """Samples ``tree_pss(pid)`` in a background thread until stopped; ``peak`` is the largest sample.
+
+    ``largest`` is the largest PSS one process of the tree had in any sample (``largest_name``: which), the figure
+    that says whether any single worker grows with its input.
+    """
 
     def __init__(self, pid: int, interval_s: float = 3.0) -> None:
         self.pid = pid
         self.interval_s = interval_s
         self.peak = 0
         self.at_peak: dict[str, int] = {}
+        self.largest = 0
+        self.largest_name = ""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -86,7 +92,12 @@ class PeakMemory:
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            breakdown = tree_breakdown(self.pid)
+            breakdown: dict[str, int] = {}
+            for process in descendants(self.pid):
+                name, pss = _name(process), _pss_bytes(process)
+                breakdown[name] = breakdown.get(name, 0) + pss
+                if pss > self.largest:
+                    self.largest, self.largest_name = pss, name
             if sum(breakdown.values()) > self.peak:
                 self.peak, self.at_peak = sum(breakdown.values()), breakdown
             self._stop.wait(self.interval_s)

@@ -1,21 +1,27 @@
-"""Exactly-once output: rows carry their shard and row number; a shard commits once all of its rows are back.
+"""Exactly-once output: rows carry their part and row number; a commit unit commits once all of its rows are back.
 
-1. ``read_shard`` reads a shard in blocks, tagging each row with the shard's index and its row number.
-2. ``stage`` (after the last step) writes each batch's rows, per shard, as a staged piece named by its row range,
-   and returns which row ranges it staged.
-3. ``Coverage`` (on the driver) adds up the ranges; a shard whose rows ``[0, n)`` are all staged is complete.
-4. ``commit_shard`` reads the shard's pieces, keeps each row number once, restores row order, writes the shard's
-   Parquet file in one atomic write, then its completion record, then removes the pieces.
+A *part* is a whole input file or a row-group range of a big one; a *unit* is one part or a bundle of small files
+(``jobs/units.py``). Each part becomes one output file and one completion record; each unit is one read, one
+commit and one record object.
 
-A killed run leaves pieces and perhaps a shard file without a record: the next run redoes exactly those shards.
+1. ``read_unit`` (``jobs/reading.py``) reads a unit in blocks, tagging each row with its part's index and its row
+   number in the part.
+2. ``stage`` (after the last step) commits at once each unit the batch holds whole (no staging round trip);
+   of any other unit it writes the batch's rows as one staged piece, and returns which row ranges it staged.
+3. ``Coverage`` (on the driver) adds up the ranges; a part whose rows ``[0, n)`` are all staged is complete, and a
+   unit whose parts are all complete is committed by ``commit_unit``.
+4. Committing reads the unit's pieces, keeps each row number once, restores row order, writes each part's Parquet
+   file in one atomic write, then the unit's record object (all its parts' records), then removes the pieces.
+
+A killed run leaves pieces and perhaps part files without a record: the next run redoes exactly those parts.
 Nothing here knows Ray; the runner calls these from its stages.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,11 +31,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import ipc
 
-from jobs.layout import Layout, write_atomic
+from jobs.layout import Layout, write_atomic, write_atomic_many
 from operators import ERROR_COLUMN
 
 if TYPE_CHECKING:
     import fsspec
+
+    from jobs.units import Unit
 
 SHARD_COLUMN = "__lakelabel_shard__"
 ROW_COLUMN = "__lakelabel_row__"
@@ -42,20 +50,6 @@ class CommitError(RuntimeError):
 
 class RowErrorStopError(RuntimeError):
     """A row error under ``on_error: raise``."""
-
-
-def read_shard(
-    fs: fsspec.AbstractFileSystem, path: str, index: int, columns: list[str] | None, block_rows: int
-) -> Iterator[pa.Table]:
-    """Blocks of at most ``block_rows`` rows of one shard, each row tagged with ``index`` and its row number."""
-    first = 0
-    with fs.open(path, "rb") as handle:
-        for batch in pq.ParquetFile(handle).iter_batches(batch_size=block_rows, columns=columns, use_threads=False):
-            rows = batch.num_rows
-            table = pa.Table.from_batches([batch])
-            table = table.append_column(SHARD_COLUMN, pa.array(np.full(rows, index, np.int32)))
-            yield table.append_column(ROW_COLUMN, pa.array(np.arange(first, first + rows, dtype=np.int64)))
-            first += rows
 
 
 def _ranges(rows: np.ndarray) -> list[int]:
@@ -92,65 +86,12 @@ def first_row_error(batch: pa.Table, paths: list[str]) -> str | None:
     return None
 
 
-def stage(batch: pa.Table, layout: Layout, keys: list[str]) -> pa.Table:
-    """Write ``batch`` as one staged piece per shard it holds; return ``shard`` and ``ranges`` of each piece."""
-    shards, ranges = [], []
-    for index in pc.unique(batch.column(SHARD_COLUMN)).to_pylist():
-        piece = batch.filter(pc.equal(batch.column(SHARD_COLUMN), index)).sort_by(ROW_COLUMN)
-        rows = piece.column(ROW_COLUMN).to_numpy()
-        sink = io.BytesIO()
-        with ipc.new_file(sink, piece.schema, options=ipc.IpcWriteOptions(compression="zstd")) as writer:
-            writer.write_table(piece)
-        name = f"{layout.staging_dir(keys[index])}/{rows[0]:012d}-{rows[-1]:012d}{_PIECE}"
-        write_atomic(layout.fs, name, sink.getvalue())
-        shards.append(index)
-        ranges.append(_ranges(rows))
-    return pa.table({"shard": pa.array(shards, pa.int32()), "ranges": pa.array(ranges, pa.list_(pa.int64()))})
-
-
-class Coverage:
-    """Which rows of each shard are staged; says when a shard has all of them."""
-
-    def __init__(self, rows: dict[int, int]) -> None:
-        self.rows = rows
-        self.seen: dict[int, list[tuple[int, int]]] = {}
-        self.first_seen: dict[int, float] = {}
-
-    def add(self, staged: pa.Table) -> list[int]:
-        """Record staged ranges; return the shards that just became complete."""
-        complete = []
-        for shard, flat in zip(staged.column("shard").to_pylist(), staged.column("ranges").to_pylist(), strict=True):
-            self.first_seen.setdefault(shard, time.time())
-            spans = self.seen.setdefault(shard, [])
-            was = self.covered(shard)
-            spans.extend(zip(flat[::2], flat[1::2], strict=True))
-            spans[:] = _merge(spans)
-            if not was and self.covered(shard):
-                complete.append(shard)
-        return complete
-
-    def covered(self, shard: int) -> bool:
-        """True when rows ``[0, n)`` of the shard are all staged."""
-        return self.seen.get(shard, []) == [(0, self.rows[shard])]
-
-    def staged_rows(self, shard: int) -> int:
-        """Distinct rows of the shard staged so far."""
-        return sum(end - start for start, end in self.seen.get(shard, []))
-
-
-def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-        else:
-            merged.append((start, end))
-    return merged
-
-
 @dataclass
 class ShardRecord:
-    """The completion record of one shard: written after its data, read back by resume, status and the manifest."""
+    """The completion record of one part (a whole input file, or a row-group range of one).
+
+    Written after its data, in its unit's record object; read back by resume, status and the manifest.
+    """
 
     key: str
     input: str
@@ -164,10 +105,138 @@ class ShardRecord:
     first_row_at: float | None = None
     committed_at: float = 0.0
     commit_seconds: float = 0.0
+    unit: str | None = None
+    """The commit unit the part was committed in (its record object's name)."""
+    row_groups: list[int] | None = None
+    """``[first, end)`` row groups of the input file, for a part of a big file; None for a whole file."""
+    first_row: int = 0
+    """The input file's row number of the part's first row."""
 
     def to_json(self) -> dict[str, Any]:
         """As a JSON object."""
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Units:
+    """What staging and committing need to know of the run's units; cheap to ship to tasks.
+
+    Parts are numbered over the whole run (the number rows carry); ``members[u]`` are unit ``u``'s parts.
+    """
+
+    keys: list[str]
+    members: list[list[int]]
+    records: list[ShardRecord]
+    """A record to fill, per part."""
+    columns: list[list[str]]
+    column_of: list[int]
+    """Per part, its output columns: an index into ``columns``."""
+
+    @classmethod
+    def of(cls, units: list[Unit], records: list[ShardRecord], columns: list[list[str]]) -> Units:
+        """From the run's units, one record and one column list per part (numbered in unit order)."""
+        members, index = [], 0
+        for unit in units:
+            members.append(list(range(index, index + len(unit.parts))))
+            index += len(unit.parts)
+        distinct: dict[tuple[str, ...], int] = {}
+        column_of = [distinct.setdefault(tuple(names), len(distinct)) for names in columns]
+        return cls([unit.key for unit in units], members, records, [list(names) for names in distinct], column_of)
+
+    def unit_of(self) -> np.ndarray:
+        """The unit of each part."""
+        found = np.zeros(len(self.records), np.int32)
+        for unit, parts in enumerate(self.members):
+            found[parts] = unit
+        return found
+
+
+def stage(batch: pa.Table, layout: Layout, units: Units) -> pa.Table:
+    """Commit each unit ``batch`` holds whole; stage the rows of every other unit it holds as one piece per unit.
+
+    Returns one row per staged part (``part``, its ``ranges``) and one per unit committed here (``part`` its
+    first part, ``committed`` its records as JSON).
+    """
+    parts, ranges, committed = [], [], []
+    unit_ids = units.unit_of()[batch.column(SHARD_COLUMN).to_numpy()]
+    for unit in np.unique(unit_ids).tolist():
+        piece = batch.filter(pa.array(unit_ids == unit)).sort_by(
+            [(SHARD_COLUMN, "ascending"), (ROW_COLUMN, "ascending")]
+        )
+        if _whole(piece, units, unit):
+            records = _commit_table(layout, units, unit, piece)
+            parts.append(units.members[unit][0])
+            ranges.append([])
+            committed.append(json.dumps([record.to_json() for record in records]))
+            continue
+        numbers, rows = piece.column(SHARD_COLUMN).to_numpy(), piece.column(ROW_COLUMN).to_numpy()
+        sink = io.BytesIO()
+        with ipc.new_file(sink, piece.schema, options=ipc.IpcWriteOptions(compression="zstd")) as writer:
+            writer.write_table(piece)
+        name = f"{numbers[0]:08d}.{rows[0]:012d}-{numbers[-1]:08d}.{rows[-1]:012d}{_PIECE}"
+        write_atomic(layout.fs, f"{layout.staging_dir(units.keys[unit])}/{name}", sink.getvalue())
+        bounds = np.flatnonzero(np.diff(numbers)) + 1
+        for start, end in zip(np.concatenate(([0], bounds)), np.concatenate((bounds, [len(numbers)])), strict=True):
+            parts.append(int(numbers[start]))
+            ranges.append(_ranges(rows[start:end]))
+            committed.append(None)
+    return pa.table(
+        {
+            "part": pa.array(parts, pa.int32()),
+            "ranges": pa.array(ranges, pa.list_(pa.int64())),
+            "committed": pa.array(committed, pa.string()),
+        }
+    )
+
+
+def _whole(piece: pa.Table, units: Units, unit: int) -> bool:
+    """Whether ``piece`` (sorted by part and row) holds every row of every part of ``unit``."""
+    numbers, rows = piece.column(SHARD_COLUMN).to_numpy(), piece.column(ROW_COLUMN).to_numpy()
+    for part in units.members[unit]:
+        start, end = np.searchsorted(numbers, [part, part + 1])
+        if len(np.unique(rows[start:end])) != units.records[part].rows_in:
+            return False
+    return True
+
+
+class Coverage:
+    """Which rows of each part are staged; says when a part has all of them."""
+
+    def __init__(self, rows: dict[int, int]) -> None:
+        self.rows = rows
+        self.seen: dict[int, list[tuple[int, int]]] = {}
+        self.first_seen: dict[int, float] = {}
+
+    def add(self, staged: pa.Table) -> list[int]:
+        """Record staged ranges; return the parts that just became complete."""
+        complete = []
+        for shard, flat in zip(staged.column("part").to_pylist(), staged.column("ranges").to_pylist(), strict=True):
+            self.first_seen.setdefault(shard, time.time())
+            spans = self.seen.setdefault(shard, [])
+            was = self.covered(shard)
+            spans.extend(zip(flat[::2], flat[1::2], strict=True))
+            spans[:] = _merge(spans)
+            if not was and self.covered(shard):
+                complete.append(shard)
+        return complete
+
+    def covered(self, shard: int) -> bool:
+        """True when rows ``[0, n)`` of the part are all staged."""
+        return self.seen.get(shard, []) == [(0, self.rows[shard])]
+
+    def staged_rows(self, shard: int) -> int:
+        """Distinct rows of the part staged so far."""
+        return sum(end - start for start, end in self.seen.get(shard, []))
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def _read_pieces(fs: fsspec.AbstractFileSystem, directory: str) -> list[pa.Table]:
@@ -177,34 +246,89 @@ def _read_pieces(fs: fsspec.AbstractFileSystem, directory: str) -> list[pa.Table
     return [ipc.open_file(pa.BufferReader(data)).read_all() for data in fs.cat(paths).values()] if paths else []
 
 
-def commit_shard(layout: Layout, record: ShardRecord, columns: list[str]) -> ShardRecord:
-    """Assemble a complete shard from its pieces, write its Parquet file and then its record.
+def write_records(layout: Layout, key: str, records: list[ShardRecord]) -> None:
+    """Write a unit's record object: a lone part's record as it is, a bundle's records in one object."""
+    if len(records) == 1 and records[0].key == key:
+        layout.write_json(layout.record_file(key), records[0].to_json())
+    else:
+        layout.write_json(layout.record_file(key), {"unit": key, "records": [record.to_json() for record in records]})
 
-    ``columns`` are the output's columns in order (the shard's own, then each step's, then the error column).
-    Raises ``CommitError`` if the pieces do not hold every row number of the shard exactly.
+
+def _commit_table(
+    layout: Layout, units: Units, unit: int, table: pa.Table, *, skip: frozenset[int] = frozenset()
+) -> list[ShardRecord]:
+    """Write each part of ``unit`` from ``table`` (its rows, sorted by part and row), then the unit's records.
+
+    ``skip``: parts found unreadable, left out. Raises ``CommitError`` if a part's rows are not all there exactly.
     """
     started = time.perf_counter()
-    staging = layout.staging_dir(record.key)
+    key = units.keys[unit]
+    numbers = table.column(SHARD_COLUMN).to_numpy() if table.num_rows else np.zeros(0, np.int32)
+    files: dict[str, bytes] = {}
+    records = []
+    for part in units.members[unit]:
+        if part in skip:
+            continue
+        record = ShardRecord(**units.records[part].to_json())
+        record.unit = key
+        if record.rows_in:
+            start, end = np.searchsorted(numbers, [part, part + 1])
+            rows_table = table.slice(start, end - start)
+            rows = rows_table.column(ROW_COLUMN).to_numpy()
+            _, first = np.unique(rows, return_index=True)
+            if len(first) != len(rows):
+                rows_table = rows_table.take(pa.array(first))  # a row staged twice (a retried task) is kept once
+            if rows_table.num_rows != record.rows_in or rows[first[-1]] != record.rows_in - 1:
+                raise CommitError(
+                    f"{_where(record)}: {rows_table.num_rows} distinct row(s) staged, it has {record.rows_in}"
+                )
+            columns = units.columns[units.column_of[part]]
+            rows_table = rows_table.select([name for name in columns if name in rows_table.column_names])
+            sink = io.BytesIO()
+            pq.write_table(rows_table, sink)
+            files[layout.output_file(record.key)] = sink.getvalue()
+            record.rows_out = rows_table.num_rows
+            record.row_errors = row_errors(rows_table)
+            record.files = [f"{record.key}.parquet"]  # relative to the output prefix
+        records.append(record)
+    write_atomic_many(layout.fs, files)
+    now, seconds = time.time(), time.perf_counter() - started
+    for record in records:
+        record.committed_at, record.commit_seconds = now, seconds
+    write_records(layout, key, records)
+    return records
+
+
+def _where(record: ShardRecord) -> str:
+    if record.row_groups is None:
+        return f"{record.input}"
+    return f"{record.input} row groups {record.row_groups[0]}..{record.row_groups[1] - 1}"
+
+
+def commit_unit(
+    layout: Layout,
+    units: Units,
+    unit: int,
+    *,
+    skip: frozenset[int] = frozenset(),
+    first_rows: dict[int, float] | None = None,
+) -> list[ShardRecord]:
+    """Assemble a complete unit from its staged pieces, write its parts' Parquet files and then its records.
+
+    ``skip``: parts found unreadable, left out. ``first_rows``: when each part's first rows were staged.
+    Raises ``CommitError`` if the pieces do not hold every row number of a part exactly.
+    """
+    staging = layout.staging_dir(units.keys[unit])
     pieces = _read_pieces(layout.fs, staging)
-    if record.rows_in:
-        table = pa.concat_tables(pieces, promote_options="default").sort_by(ROW_COLUMN)
-        rows = table.column(ROW_COLUMN).to_numpy()
-        _, first = np.unique(rows, return_index=True)
-        if len(first) != len(rows):
-            table = table.take(pa.array(first))  # a row staged twice (a retried task) is kept once
-        if table.num_rows != record.rows_in or rows[first[-1]] != record.rows_in - 1:
-            raise CommitError(
-                f"{record.input}: {table.num_rows} distinct row(s) staged, the shard has {record.rows_in}"
-            )
-        table = table.select([name for name in columns if name in table.column_names])
-        sink = io.BytesIO()
-        pq.write_table(table, sink)
-        write_atomic(layout.fs, layout.output_file(record.key), sink.getvalue())
-        record.rows_out = table.num_rows
-        record.row_errors = row_errors(table)
-        record.files = [f"{record.key}.parquet"]  # relative to the output prefix
-    record.committed_at = time.time()
-    record.commit_seconds = time.perf_counter() - started
-    layout.write_json(layout.record_file(record.key), record.to_json())
+    table = (
+        pa.concat_tables(pieces, promote_options="default").sort_by(
+            [(SHARD_COLUMN, "ascending"), (ROW_COLUMN, "ascending")]
+        )
+        if pieces
+        else pa.table({SHARD_COLUMN: pa.array([], pa.int32()), ROW_COLUMN: pa.array([], pa.int64())})
+    )
+    for part, at in (first_rows or {}).items():
+        units.records[part].first_row_at = at
+    records = _commit_table(layout, units, unit, table, skip=skip)
     layout.remove(staging, recursive=True)
-    return record
+    return records

@@ -3,11 +3,14 @@
 ::
 
     OUTPUT/<relative path>.parquet          one annotated file per input shard, named after it
+    OUTPUT/<rel>.rg00000-00003.parquet      row groups 0 to 3 of a big input file (jobs/units.py)
     OUTPUT/_SUCCESS                         the manifest (JSON), written when a run has seen every shard through
     OUTPUT/_lakelabel/run.json              the latest run: spec, spec hash, planned shards, provenance
-    OUTPUT/_lakelabel/shards/<rel>.json     a shard's completion record, written after its Parquet file
+    OUTPUT/_lakelabel/shards/<rel>.json     a shard's (or a row-group range's) completion record, after its Parquet
+    OUTPUT/_lakelabel/shards/<rel>.bundle-<digest>.json
+                                            the completion records of a bundle of small files, in one object
     OUTPUT/_lakelabel/quarantine/<rel>.json a shard left out of the latest run, with the reason
-    OUTPUT/_lakelabel/staging/<rel>/        pieces of a shard in flight (Arrow IPC), removed when it commits
+    OUTPUT/_lakelabel/staging/<unit>/       pieces of a commit unit in flight (Arrow IPC), removed when it commits
     OUTPUT/_lakelabel/logs/<run id>.log     a run's log (jobs/runlog.py)
     OUTPUT/_lakelabel/lease.json            the live run's lease (jobs/lease.py)
 
@@ -130,9 +133,50 @@ class Layout:
         paths = [path for path in self.fs.find(directory) if path.endswith(".json")]
         return [json.loads(data) for data in self.fs.cat(paths, on_error="omit").values()] if paths else []
 
+    @property
+    def records_root(self) -> str:
+        """Where completion records live."""
+        return f"{self.root}/{STATE}/shards"
+
+    def read_record_files(self) -> dict[str, list[dict[str, Any]]]:
+        """Each completion-record object and the records it holds (one, or a bundle's ``records``)."""
+        if not self.fs.exists(self.records_root):
+            return {}
+        paths = [path for path in self.fs.find(self.records_root) if path.endswith(".json")]
+        found = self.fs.cat(paths, on_error="omit") if paths else {}
+        return {path: _records_in(json.loads(data)) for path, data in found.items()}
+
+    def read_records(self, files: dict[str, list[dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
+        """Every completion record, sorted by key; a key recorded twice (an input changed since) keeps the latest.
+
+        ``files``: what :meth:`read_record_files` returned, if it was read already.
+        """
+        latest: dict[str, dict[str, Any]] = {}
+        for records in (self.read_record_files() if files is None else files).values():
+            for record in records:
+                held = latest.get(record["key"])
+                if held is None or record.get("committed_at", 0) >= held.get("committed_at", 0):
+                    latest[record["key"]] = record
+        return [latest[key] for key in sorted(latest)]
+
     def write_json(self, path: str, value: dict[str, Any]) -> None:
         """Write JSON whole or not at all."""
         write_atomic(self.fs, path, json.dumps(value, indent=1, sort_keys=True).encode())
+
+
+def _records_in(value: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(value["records"]) if "records" in value else [value]
+
+
+def write_atomic_many(fs: fsspec.AbstractFileSystem, files: dict[str, bytes]) -> None:
+    """:func:`write_atomic` for each of ``files``; on an object store the PUTs go out concurrently."""
+    if not files:
+        return
+    if isinstance(fs, LocalFileSystem) or len(files) == 1:
+        for path, data in files.items():
+            write_atomic(fs, path, data)
+        return
+    fs.pipe(files)
 
 
 def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 
 from jobs.blocks import batch_rows
 from jobs.lake import Sink, Source, open_sink, open_source
-from jobs.layout import STATE, unsafe_key
+from jobs.layout import unsafe_key
 from jobs.provenance import spec_hash
 from jobs.shards import Quarantined, Shard, ShardError, inspect_shards, refuse
+from jobs.units import Part, Unit, bundle, split_parts
 from operators import ERROR_COLUMN, ERROR_TYPE, Operator
 
 if TYPE_CHECKING:
@@ -52,6 +53,19 @@ class Plan:
         """Rows over all shards, from the footers."""
         return sum(shard.rows for shard in self.shards)
 
+    def parts(self) -> list[Part]:
+        """Every shard's parts: the shard whole, or row-group ranges of it when it is above ``input.split_bytes``."""
+        return split_parts(self.shards, self.layout.key, split_bytes=self.spec.split_bytes)
+
+    def units(self, parts: list[Part]) -> list[Unit]:
+        """Commit units over ``parts``: small files bundled up to ``input.bundle_bytes`` and one model batch."""
+        rows = [part.rows for part in parts]
+        batch = min(
+            (batch_rows(step, operator, rows) for step, operator in zip(self.spec.steps, self.operators, strict=True)),
+            default=1,
+        )
+        return bundle(parts, bundle_bytes=self.spec.bundle_bytes, bundle_rows=batch)
+
     def cpu_slots(self) -> int:
         """CPU slots the job needs to make progress: one per actor of every pool at its minimum, plus one for tasks."""
         slots = 1
@@ -72,17 +86,20 @@ class Plan:
         """The plan as text: shards with rows and bytes, steps with columns, types and resources."""
         spec = self.spec
         done = self.done_keys()
+        parts = self.parts()
+        pending = {part.path for part in parts if part.key not in done}
+        units = self.units([part for part in parts if part.key not in done])
         lines = [
             f"job {spec.name}",
             f"input  {self.source.label}: {len(self.shards)} shard(s), {self.rows} rows, "
-            f"{sum(self.layout.key(shard.path) in done for shard in self.shards)} already done",
+            f"{sum(shard.path not in pending for shard in self.shards)} already done",
         ]
         lines += [f"  {line}" for line in self.since]
         lines += [
-            f"  {shard.path}  {shard.rows} rows  {shard.bytes} bytes"
-            + ("  (done)" if self.layout.key(shard.path) in done else "")
+            f"  {shard.path}  {shard.rows} rows  {shard.bytes} bytes" + ("" if shard.path in pending else "  (done)")
             for shard in self.shards
         ]
+        lines.append(_units_line(units, spec.bundle_bytes, spec.split_bytes))
         if self.quarantined:
             lines.append(f"quarantined: {len(self.quarantined)} shard(s) left out (on_error: record)")
             lines += [f"  {item.path}: {item.reason}" for item in self.quarantined]
@@ -110,14 +127,27 @@ class Plan:
         return "\n".join(lines)
 
     def done_keys(self) -> set[str]:
-        """Shards an earlier run of this spec committed (the input file unchanged): a run skips them."""
+        """Parts (whole shards, or row-group ranges) an earlier run of this spec committed, the input file unchanged.
+
+        A run skips them.
+        """
         digest = spec_hash(self.spec)
-        sizes = {self.layout.key(shard.path): shard.bytes for shard in self.shards}
+        sizes = {part.key: part.shard.bytes for part in self.parts()}
         return {
             record["key"]
-            for record in self.layout.read_json_under(f"{self.layout.root}/{STATE}/shards")
+            for record in self.layout.read_records()
             if record["spec_hash"] == digest and sizes.get(record["key"]) == record["input_bytes"]
         }
+
+
+def _units_line(units: list[Unit], bundle_bytes: int, split_bytes: int) -> str:
+    bundles = sum(len(unit.parts) > 1 for unit in units)
+    ranges = sum(not unit.parts[0].whole for unit in units)
+    return (
+        f"units  {len(units)} commit unit(s) to process: {bundles} bundle(s) of small files "
+        f"(input.bundle_bytes {bundle_bytes}), {ranges} row-group range(s) of big files "
+        f"(input.split_bytes {split_bytes}), {len(units) - bundles - ranges} whole file(s)"
+    )
 
 
 def _type_name(operator: Operator) -> str:
@@ -142,7 +172,8 @@ def make_plan(spec: JobSpec) -> Plan:
         if column in columns
     }
     selected = list(spec.input_columns) if spec.input_columns else None
-    shards, quarantined = inspect_shards(source.fs, source.shard_paths(), columns, kinds, selected=selected)
+    paths = source.shard_paths()
+    shards, quarantined = inspect_shards(source.fs, paths, columns, kinds, selected=selected, sizes=source.sizes())
     if spec.on_error == "raise":
         refuse(quarantined)
     sink = open_sink(spec, source.root)

@@ -1,16 +1,18 @@
 """The runner: the one module that knows Ray. It turns a job spec into a Ray Data streaming pipeline.
 
-read (one Ray read task per pending shard, rows tagged with shard and row number) -> one actor-pool
-``map_batches`` per step (plus a CPU-only one ahead of it for media decoding) -> a staging stage writing pieces per
-shard. The driver follows the staged row ranges and, as each shard's rows are all in, commits it in a small Ray task
-(one atomic write of the shard's Parquet file, then its completion record). See ``jobs/commit.py`` and
-``jobs/state.py`` for the exactly-once and resume rules. Each step's operator is shipped to its actors as a cheap
-config and loads its model once per actor.
+read (one Ray read task per pending commit unit: a bundle of small files, a row-group range of a big one, or a
+file; rows tagged with their part and row number) -> one actor-pool ``map_batches`` per step (plus a CPU-only one
+ahead of it for media decoding) -> a staging stage that commits each unit a batch holds whole and stages pieces of
+the others. The driver follows the staged row ranges and, as each unit's rows are all in, commits it in a small Ray
+task (one atomic write per part's Parquet file, then the unit's record object). See ``jobs/units.py``,
+``jobs/commit.py`` and ``jobs/state.py`` for the units, the exactly-once and the resume rules. Each step's
+operator is shipped to its actors as a cheap config and loads its model once per actor.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import os
@@ -41,9 +43,9 @@ from jobs.commit import (
     Coverage,
     RowErrorStopError,
     ShardRecord,
-    commit_shard,
+    Units,
+    commit_unit,
     first_row_error,
-    read_shard,
     row_errors,
     stage,
 )
@@ -51,10 +53,11 @@ from jobs.isolation import died, died_preparing, run_isolating
 from jobs.lease import hold
 from jobs.plan import Plan, make_plan
 from jobs.progress import ProgressDisplay, Snapshot
+from jobs.reading import read_unit
 from jobs.runlog import RunLog, quiet_worker, route_logs
 from jobs.shards import ShardError
 from jobs.state import OutputExistsError, RunState, prepare, quarantine, write_manifest
-from jobs.storage import StorageError
+from jobs.storage import StorageError, add_requests, request_counts, requests_since
 from jobs.summary import RunSummary, StepStats
 from operators import Operator
 from operators.core.base import use_cpus
@@ -63,8 +66,8 @@ if TYPE_CHECKING:
     import fsspec
 
     from jobs.layout import Layout
-    from jobs.shards import Shard
     from jobs.spec import JobSpec
+    from jobs.units import Part, Unit
     from operators.core.base import Preparer
 
 __all__ = ["JobFailedError", "OutputExistsError", "connect", "run_job"]
@@ -106,6 +109,13 @@ class _Collector:
         self.unreadable: dict[int, str] = {}
         self.attempts: set[str] = set()
         self.deaths = 0
+        self.requests: dict[str, int] = {}
+
+    def sent(self, requests: dict[str, int]) -> None:
+        add_requests(self.requests, requests)
+
+    def requests_sent(self) -> dict[str, int]:
+        return self.requests
 
     def add(self, name: str, rows: int, errors: int, seconds: float, node: str) -> None:
         step, now = self.steps[name], time.time()
@@ -195,55 +205,78 @@ class _PrepareWorker:
                              on_death=functools.partial(died_preparing, step=name))  # fmt: skip
 
 
+def _report_requests(collector: Any, before: dict[str, int]) -> None:
+    sent = requests_since(before)
+    if sent:
+        ray.get(collector.sent.remote(sent))
+
+
 def _read(
-    fs: fsspec.AbstractFileSystem, shard: Shard, index: int, columns: list[str] | None, collector: Any, *, strict: bool
+    fs: fsspec.AbstractFileSystem,
+    parts: list[tuple[int, Part]],
+    columns: list[str] | None,
+    collector: Any,
+    *,
+    strict: bool,
 ) -> Any:
-    """A read task's body: one shard's blocks; an unreadable shard raises (strict) or is reported and dropped."""
-    rows = max(64, min(8192, _BLOCK_BYTES * max(shard.rows, 1) // max(shard.bytes * 4, 1)))
-    try:
-        yield from read_shard(fs, shard.path, index, columns, rows)
-    except StorageError:
-        raise  # the store, not the shard: the run stops and its re-run reads the shard again
-    except (OSError, pa.ArrowException) as exc:
+    """A read task's body: one unit's blocks; an unreadable part raises (strict) or is reported and left out."""
+    shard_rows = sum(part.shard.rows for _, part in parts)
+    shard_bytes = sum(part.shard.bytes for _, part in parts)
+    rows = max(64, min(8192, _BLOCK_BYTES * max(shard_rows, 1) // max(shard_bytes * 4, 1)))
+
+    def unreadable(index: int, exc: Exception) -> None:
+        path = dict(parts)[index].path
         if strict:
-            raise ShardError(f"{shard.path}: unreadable Parquet data: {exc}") from None
+            raise ShardError(f"{path}: unreadable Parquet data: {exc}") from None
         ray.get(collector.unreadable_shard.remote(index, f"unreadable Parquet data: {exc}"))
 
+    before = request_counts()
+    try:
+        yield from read_unit(fs, parts, columns, rows, unreadable)
+    finally:
+        _report_requests(collector, before)
 
-class _ShardSource(Datasource):
-    """One read task per shard; rows carry the shard's index and their row number."""
 
-    def __init__(self, plan: Plan, shards: list[Shard], collector: Any) -> None:
+class _UnitSource(Datasource):
+    """One read task per commit unit; rows carry their part's index and their row number in it."""
+
+    def __init__(self, plan: Plan, units: list[Unit], collector: Any) -> None:
         super().__init__()
         self.fs = plan.input_fs
-        self.shards = shards
+        self.units = units
         self.columns = list(plan.spec.input_columns) if plan.spec.input_columns else None
         self.collector = collector
         self.strict = plan.spec.on_error == "raise"
 
     @override
     def estimate_inmemory_data_size(self) -> int:
-        return sum(shard.bytes for shard in self.shards) * 4
+        return sum(unit.bytes for unit in self.units) * 4
 
     @override
     def get_read_tasks(
         self, parallelism: int, per_task_row_limit: int | None = None, data_context: Any = None
     ) -> list[ReadTask]:
-        return [
-            ReadTask(
-                functools.partial(_read, self.fs, shard, index, self.columns, self.collector, strict=self.strict),
-                BlockMetadata(
-                    num_rows=shard.rows, size_bytes=shard.bytes * 4, exec_stats=None, input_files=(shard.path,)
-                ),
-            )
-            for index, shard in enumerate(self.shards)
-        ]
+        tasks, index = [], 0
+        for unit in self.units:
+            parts = list(enumerate(unit.parts, start=index))
+            index += len(parts)
+            read = functools.partial(_read, self.fs, parts, self.columns, self.collector, strict=self.strict)
+            paths = tuple(dict.fromkeys(part.path for part in unit.parts))
+            metadata = BlockMetadata(num_rows=unit.rows, size_bytes=unit.bytes * 4, exec_stats=None, input_files=paths)
+            tasks.append(ReadTask(read, metadata))
+        return tasks
 
 
-def _stage(batch: pa.Table, layout: Layout, keys: list[str], paths: list[str], *, strict: bool) -> pa.Table:
+def _stage(
+    batch: pa.Table, layout: Layout, units: Units, paths: list[str], collector: Any, *, strict: bool
+) -> pa.Table:
     if strict and (error := first_row_error(batch, paths)):
         raise RowErrorStopError(f"on_error: raise: {error}")
-    return stage(batch, layout, keys)
+    before = request_counts()
+    try:
+        return stage(batch, layout, units)
+    finally:
+        _report_requests(collector, before)
 
 
 def connect(min_cpus: int = 1, *, verbose: bool = False) -> None:
@@ -293,14 +326,14 @@ def _gpus(step_gpus: float | None, operator: Operator) -> float:
     return operator.resources().num_gpus if has_gpus else 0.0
 
 
-def _pipeline(plan: Plan, shards: list[Shard], collector: Any, *, verbose: bool) -> ray.data.Dataset:
+def _pipeline(plan: Plan, units: list[Unit], table: Units, collector: Any, *, verbose: bool) -> ray.data.Dataset:
     spec = plan.spec
     # Reads and staging run a bounded number of tasks at a time, like the model pools: memory stays flat
     # however many shards the job has.
     io_tasks = max(2, *(step.concurrency[1] for step in spec.steps))
-    rows = [shard.rows for shard in shards]
-    reads = max(1, min(io_tasks, len(shards)))  # one read task per shard
-    dataset = ray.data.read_datasource(_ShardSource(plan, shards, collector), num_cpus=_IO_CPUS, concurrency=reads)
+    rows = [unit.rows for unit in units]
+    reads = max(1, min(io_tasks, len(units)))  # one read task per commit unit
+    dataset = ray.data.read_datasource(_UnitSource(plan, units, collector), num_cpus=_IO_CPUS, concurrency=reads)
     batch = 1
     for step, operator in zip(spec.steps, plan.operators, strict=True):
         low, high = step.concurrency
@@ -335,101 +368,169 @@ def _pipeline(plan: Plan, shards: list[Shard], collector: Any, *, verbose: bool)
         _stage,
         fn_kwargs={
             "layout": layout,
-            "keys": [layout.key(shard.path) for shard in shards],
-            "paths": [shard.path for shard in shards],
+            "units": table,
+            "paths": [record.input for record in table.records],
+            "collector": collector,
             "strict": spec.on_error == "raise",
         },
         batch_format="pyarrow",
-        batch_size=None,  # each block as it comes: a shard commits as soon as its last rows are staged
+        batch_size=None,  # each block as it comes: a unit commits as soon as its last rows are back
         num_cpus=_IO_CPUS,
         compute=TaskPoolStrategy(size=stages),
     )
 
 
-_commit = ray.remote(num_cpus=0, max_retries=3)(commit_shard)
+def _commit_task(
+    layout: Layout, units: Units, unit: int, skip: frozenset[int], first_rows: dict[int, float]
+) -> tuple[list[ShardRecord], dict[str, int]]:
+    before = request_counts()
+    records = commit_unit(layout, units, unit, skip=skip, first_rows=first_rows)
+    return records, requests_since(before)
+
+
+_commit = ray.remote(num_cpus=0, max_retries=3)(_commit_task)
 _COMMITS_IN_FLIGHT = 4
 
 
+class _UnitCommits:
+    """The driver's side of the commit loop: which parts are back, which units to commit, what was committed."""
+
+    def __init__(self, plan: Plan, state: RunState, parts: list[Part]) -> None:
+        self.layout = plan.layout
+        self.sink = plan.sink
+        self.records = [
+            ShardRecord(
+                key=part.key,
+                input=part.path,
+                input_bytes=part.shard.bytes,
+                spec_hash=state.spec_hash,
+                run_id=state.run_id,
+                rows_in=part.rows,
+                row_groups=None if part.whole else [part.first_group or 0, part.end_group or 0],
+                first_row=part.first_row,
+            )
+            for part in parts
+        ]
+        self.table = Units.of(state.units, self.records, [plan.output_columns(part.shard) for part in parts])
+        self.shared = ray.put(self.table)
+        self.unit_of = self.table.unit_of()
+        self.coverage = Coverage({index: part.rows for index, part in enumerate(parts)})
+        self.waiting = [sum(1 for index in members if self.records[index].rows_in) for members in self.table.members]
+        self.started: set[int] = set()
+        self.committed: set[int] = set()
+        self.parts_done = 0
+        self.commits: dict[Any, int] = {}
+        self.queued: deque[tuple[int, frozenset[int]]] = deque()
+        self.requests: dict[str, int] = {}
+        for unit, left in enumerate(self.waiting):
+            if not left:  # nothing but empty files
+                self.start(unit)
+
+    def start(self, unit: int, skip: frozenset[int] = frozenset()) -> None:
+        self.started.add(unit)
+        self.queued.append((unit, skip))
+        self.launch()
+
+    def launch(self) -> None:  # a bounded number of commits at a time: each is a worker process
+        while self.queued and len(self.commits) < _COMMITS_IN_FLIGHT:
+            unit, skip = self.queued.popleft()
+            seen = self.coverage.first_seen
+            first = {index: seen[index] for index in self.table.members[unit] if index in seen}
+            self.commits[_commit.remote(self.layout, self.shared, unit, skip, first)] = unit
+
+    def finished(self, unit: int, done: list[ShardRecord]) -> None:
+        if unit in self.committed:
+            return  # committed twice (a retried task): the same files, written whole both times
+        self.committed.add(unit)
+        by_key = {record.key: record for record in done}
+        for index in self.table.members[unit]:
+            if self.records[index].key in by_key:
+                self.records[index] = by_key[self.records[index].key]
+                self.sink.shard_committed(self.records[index])  # a table output commits in batches of shards
+        self.parts_done += len(done)
+        bundle = f" (unit {self.table.keys[unit]})" if len(done) > 1 else ""
+        for record in done:
+            log.info("shard %s committed: %d rows, %d row error(s) (%d/%d)%s", record.key, record.rows_out,
+                     record.row_errors, self.parts_done, len(self.records), bundle)  # fmt: skip
+
+    def collect(self, *, wait: bool) -> None:
+        if not self.commits:
+            return
+        refs = list(self.commits)
+        done, _ = ray.wait(refs, num_returns=1 if wait else len(refs), timeout=None if wait else 0)
+        for ref in done:
+            unit = self.commits.pop(ref)
+            written, sent = ray.get(ref)
+            add_requests(self.requests, sent)
+            self.finished(unit, written)
+        self.launch()
+
+    def staged(self, batch: pa.Table) -> None:
+        """Take in what a staging task did: units it committed, ranges it staged."""
+        whole = batch.filter(batch.column("committed").is_valid())
+        for part, payload in zip(whole.column("part").to_pylist(), whole.column("committed").to_pylist(), strict=True):
+            self.finished(int(self.unit_of[part]), [ShardRecord(**raw) for raw in json.loads(payload)])
+        for part in self.coverage.add(batch.filter(batch.column("committed").is_null())):
+            unit = int(self.unit_of[part])
+            self.waiting[unit] -= 1
+            if not self.waiting[unit] and unit not in self.committed and unit not in self.started:
+                self.start(unit)
+        self.collect(wait=False)
+
+    def without(self, unreadable: dict[int, str]) -> None:
+        """Commit each bundle whose other files are all back without its unreadable ones."""
+        for unit, members in enumerate(self.table.members):
+            bad = frozenset(index for index in members if index in unreadable)
+            rest = [index for index in members if index not in bad and self.records[index].rows_in]
+            if bad and unit not in self.started and len(bad) < len(members) and all(map(self.coverage.covered, rest)):
+                self.start(unit, bad)
+
+
 def _process(plan: Plan, state: RunState, summary: RunSummary, *, verbose: bool) -> list[ShardRecord]:
-    """Stream the pending shards through the steps, committing each shard as its rows come back."""
+    """Stream the pending units through the steps, committing each unit as its rows come back."""
     layout = plan.layout
-    shards = state.pending
+    parts = [part for unit in state.units for part in unit.parts]
     # Pinned to the driver's node: losing a worker node must not take the counters with it.
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     tasks = {step.output: step.task for step in plan.spec.steps}
     collector = _Collector.options(scheduling_strategy=here).remote(tasks)
-    records = [
-        ShardRecord(
-            key=layout.key(shard.path),
-            input=shard.path,
-            input_bytes=shard.bytes,
-            spec_hash=state.spec_hash,
-            run_id=state.run_id,
-            rows_in=shard.rows,
-        )
-        for shard in shards
-    ]
-    coverage = Coverage({index: shard.rows for index, shard in enumerate(shards)})
-    columns = [plan.output_columns(shard) for shard in shards]
-    commits: dict[Any, int] = {}
-    queued: deque[int] = deque()
-
-    def start(index: int) -> None:
-        records[index].first_row_at = coverage.first_seen.get(index)
-        queued.append(index)
-        launch()
-
-    def launch() -> None:  # a bounded number of commits at a time: each is a worker process
-        while queued and len(commits) < _COMMITS_IN_FLIGHT:
-            index = queued.popleft()
-            commits[_commit.remote(layout, records[index], columns[index])] = index
-
-    def collect(*, wait: bool) -> None:
-        if not commits:
-            return
-        done, _ = ray.wait(list(commits), num_returns=1 if wait else len(commits), timeout=None if wait else 0)
-        for ref in done:
-            index = commits.pop(ref)
-            records[index] = ray.get(ref)
-            plan.sink.shard_committed(records[index])  # a table output commits in batches of shards
-            finished = sum(1 for r in records if r.committed_at)
-            log.info("shard %s committed: %d rows, %d row error(s) (%d/%d)", records[index].key,
-                     records[index].rows_out, records[index].row_errors, finished, len(shards))  # fmt: skip
-        launch()
-
+    loop = _UnitCommits(plan, state, parts)
     begun = time.perf_counter()
 
     def poll() -> Snapshot:
         steps, _ = ray.get(collector.snapshot.remote())
-        done = sum(1 for record in records if record.committed_at)
-        return Snapshot(time.perf_counter() - begun, steps, summary.rows_in, done, len(shards))
+        done = loop.parts_done
+        return Snapshot(time.perf_counter() - begun, steps, summary.rows_in, done, len(parts))
 
-    for index, shard in enumerate(shards):
-        if shard.rows == 0:
-            start(index)
     try:
         with ProgressDisplay(poll, verbose=verbose):
-            for staged in _pipeline(plan, shards, collector, verbose=verbose).iter_batches(
+            for batch in _pipeline(plan, state.units, loop.table, collector, verbose=verbose).iter_batches(
                 batch_format="pyarrow", batch_size=None
             ):
-                for index in coverage.add(staged):
-                    start(index)
-                collect(wait=False)
-            while commits:
-                collect(wait=True)
+                loop.staged(batch)
+            loop.without(ray.get(collector.snapshot.remote())[1])
+            while loop.commits:
+                loop.collect(wait=True)
     except Exception as exc:
         raise JobFailedError(redact.redact(_reason(exc))) from exc
     steps, unreadable = ray.get(collector.snapshot.remote())
+    add_requests(summary.requests, loop.requests)
+    add_requests(summary.requests, ray.get(collector.requests_sent.remote()))
+    left_out: dict[str, str] = {}
     for index, reason in unreadable.items():
-        quarantine(layout, shards[index].path, reason)
-        summary.quarantined.append((shards[index].path, reason))
-    for index, shard in enumerate(shards):
-        if not records[index].committed_at and index not in unreadable:
-            reason = f"{coverage.staged_rows(index)} of {shard.rows} row(s) came back from the pipeline"
-            quarantine(layout, shard.path, reason)
-            summary.quarantined.append((shard.path, reason))
+        left_out.setdefault(parts[index].path, reason)
+    for index, part in enumerate(parts):
+        if not loop.records[index].committed_at and part.path not in left_out:
+            what = "row(s)" if part.whole else f"row(s) of row groups {part.first_group}..{(part.end_group or 1) - 1}"
+            left_out[part.path] = (
+                f"{loop.coverage.staged_rows(index)} of {part.rows} {what} came back from the pipeline"
+            )
+    for path, reason in left_out.items():
+        quarantine(layout, path, reason)
+        summary.quarantined.append((path, reason))
     summary.steps.extend(steps)
-    return [record for record in records if record.committed_at]
+    summary.units_processed = len(loop.committed)
+    return [record for record in loop.records if record.committed_at]
 
 
 def run_job(spec: JobSpec, *, verbose: bool = False, wait: float = 0.0) -> RunSummary:
@@ -443,20 +544,34 @@ def run_job(spec: JobSpec, *, verbose: bool = False, wait: float = 0.0) -> RunSu
     """
     redact.install()
     started = time.perf_counter()
+    before = request_counts()  # this process's requests; workers report theirs (jobs/storage.py counts them)
     plan = make_plan(spec)
     with hold(plan.layout, uri=spec.output_uri, seconds=spec.lease_seconds, wait=wait):
-        return _run_held(plan, started, verbose=verbose)
+        summary, workers = _run_held(plan, started, before, verbose=verbose)
+    # The summary's count ends here, the lease released and the log published; the manifest's ends before its write.
+    summary.requests = _merged(workers, requests_since(before))
+    return summary
 
 
-def _run_held(plan: Plan, started: float, *, verbose: bool) -> RunSummary:
+def _merged(*counts: dict[str, int]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for more in counts:
+        add_requests(total, more)
+    return total
+
+
+def _run_held(
+    plan: Plan, started: float, before: dict[str, int], *, verbose: bool
+) -> tuple[RunSummary, dict[str, int]]:
     spec = plan.spec
     state = prepare(plan)
+    pending = {part.path for part in state.pending}
     summary = RunSummary(
         job=spec.name,
         output_uri=spec.output_uri,
         shards=len(plan.shards) + len(plan.quarantined),
-        rows_in=sum(shard.rows for shard in state.pending),
-        shards_skipped=len(state.done),
+        rows_in=sum(part.rows for part in state.pending),
+        shards_skipped=sum(shard.path not in pending for shard in plan.shards),
         quarantined=[(item.path, item.reason) for item in plan.quarantined],
     )
     run_log = RunLog.for_run(plan.layout.fs, plan.layout.root, state.run_id, spec.name)
@@ -465,10 +580,12 @@ def _run_held(plan: Plan, started: float, *, verbose: bool) -> RunSummary:
             _run(plan, state, summary, run_log, verbose=verbose)
             summary.table = _finish_output(plan)
             summary.wall_seconds = time.perf_counter() - started
+            workers = dict(summary.requests)  # sent by read, staging and commit tasks
+            summary.requests = _merged(workers, requests_since(before))
             write_manifest(plan, state, summary, table=summary.table)
     finally:
         run_log.publish()
-    return summary
+    return summary, workers
 
 
 def _finish_output(plan: Plan) -> dict[str, Any] | None:
@@ -484,7 +601,11 @@ def _finish_output(plan: Plan) -> dict[str, Any] | None:
 
 def _run(plan: Plan, state: RunState, summary: RunSummary, run_log: RunLog, *, verbose: bool) -> None:
     console = {"console": True}
-    to_do = f"{len(state.pending)} shard(s) to process" + (f", {len(state.done)} already done" if state.done else "")
+    pending = len({part.path for part in state.pending})
+    skipped = summary.shards_skipped
+    to_do = f"{pending} shard(s) to process" + (f", {skipped} already done" if skipped else "")
+    if len(state.units) != len(state.pending) or pending != len(state.pending):
+        to_do += f" in {len(state.units)} commit unit(s)"
     if not state.pending:
         log.info("job %s run %s: %s; log: %s", plan.spec.name, state.run_id, to_do, run_log.shown, extra=console)
         return
@@ -501,6 +622,6 @@ def _run(plan: Plan, state: RunState, summary: RunSummary, run_log: RunLog, *, v
         )
     records = _process(plan, state, summary, verbose=verbose)
     plan.layout.remove(plan.layout.staging_root, recursive=True)  # what is left belongs to no shard
-    summary.shards_processed = len(records)
+    summary.shards_processed = len({record.input for record in records})
     summary.rows_out = sum(record.rows_out for record in records)
     summary.row_errors = sum(record.row_errors for record in records)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.storage import StorageError
+from jobs.storage import StorageError, whole_kwargs
 
 if TYPE_CHECKING:
     import fsspec
@@ -33,6 +33,8 @@ class Shard:
     rows: int
     bytes: int
     schema: pa.Schema
+    groups: tuple[tuple[int, int], ...] = ()
+    """Rows and compressed bytes of each row group, in order (what a big file is split by)."""
 
 
 def _is_text(type_: pa.DataType) -> bool:
@@ -85,17 +87,23 @@ def is_file(fs: fsspec.AbstractFileSystem, path: str) -> bool:
         return False
 
 
-def list_shards(fs: fsspec.AbstractFileSystem, path: str) -> list[str]:
-    """Parquet files under a directory or prefix, matching a glob, or the single file named; sorted."""
+def list_shards(fs: fsspec.AbstractFileSystem, path: str, *, sizes: dict[str, int] | None = None) -> list[str]:
+    """Parquet files under a directory or prefix, matching a glob, or the single file named; sorted.
+
+    ``sizes``, when given, is filled with each file's size from the listing (so reading a footer needs no HEAD).
+    """
     if _GLOB & set(path):
-        found = fs.glob(path)
+        found = fs.glob(path, detail=True)
     elif is_file(fs, path):
         return [path]
     else:
-        found = fs.find(path)
-    return sorted(
+        found = fs.find(path, detail=True)
+    paths = sorted(
         item for item in found if item.endswith(".parquet") and not posixpath.basename(item).startswith(("_", "."))
     )
+    if sizes is not None:
+        sizes.update({item: found[item]["size"] for item in paths if found[item].get("size") is not None})
+    return paths
 
 
 def shard_root(fs: fsspec.AbstractFileSystem, path: str) -> str:
@@ -108,11 +116,25 @@ def shard_root(fs: fsspec.AbstractFileSystem, path: str) -> str:
     return path.rstrip("/")
 
 
-def read_footer(fs: fsspec.AbstractFileSystem, path: str) -> Shard:
-    """Rows, size and schema of one shard from its footer."""
-    with fs.open(path, "rb") as handle:
-        metadata = pq.ParquetFile(handle).metadata
-        return Shard(path=path, rows=metadata.num_rows, bytes=fs.size(path), schema=metadata.schema.to_arrow_schema())
+_WHOLE_BYTES = 1 << 20  # a file this small is fetched whole to read its footer: one request, not two
+
+
+def read_footer(fs: fsspec.AbstractFileSystem, path: str, size: int | None = None) -> Shard:
+    """Rows, size and schema of one shard from its footer (``size``: the file's size, if the listing gave it)."""
+    if size is not None and size <= _WHOLE_BYTES:
+        data = fs.cat_file(path, **whole_kwargs(fs))
+        return _shard(path, len(data), pq.ParquetFile(pa.BufferReader(data)).metadata)
+    with fs.open(path, "rb", **({"size": size} if size is not None else {})) as handle:
+        return _shard(path, handle.size, pq.ParquetFile(handle).metadata)
+
+
+def _shard(path: str, size: int, metadata: pq.FileMetaData) -> Shard:
+    groups = tuple(
+        (metadata.row_group(index).num_rows, metadata.row_group(index).total_byte_size)
+        for index in range(metadata.num_row_groups)
+    )
+    return Shard(path=path, rows=metadata.num_rows, bytes=size, schema=metadata.schema.to_arrow_schema(),
+                 groups=groups)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -130,10 +152,12 @@ def inspect_shards(
     kinds: dict[str, str],
     *,
     selected: list[str] | None = None,
+    sizes: dict[str, int] | None = None,
 ) -> tuple[list[Shard], list[Quarantined]]:
     """Read every footer of ``paths``; check ``columns`` exist and hold what ``kinds`` says.
 
-    Every column read (``selected``, or all of them when None) must have one type across the shards.
+    Every column read (``selected``, or all of them when None) must have one type across the shards. ``sizes``:
+    file sizes the listing gave.
 
     ``kinds`` maps a column to ``text``, ``image`` or ``audio`` (strings, or encoded media). Returns the usable
     shards and the unusable ones with their reasons (unreadable footer, missing column, wrong type, a type that
@@ -143,7 +167,7 @@ def inspect_shards(
 
     def check(shard_path: str) -> Shard | None:
         try:
-            shard = read_footer(fs, shard_path)
+            shard = read_footer(fs, shard_path, (sizes or {}).get(shard_path))
         except StorageError:
             raise  # the store is failing, not the shard
         except (OSError, pa.ArrowException) as exc:

@@ -125,6 +125,10 @@ class JobSpec:
     """A table output gets a commit each time this many shards have committed (and one at the end)."""
     lease_seconds: float = 60.0
     """How long the output's lease lives unless renewed (``jobs/lease.py``): a killed run's lease expires after it."""
+    bundle_bytes: int = 32 << 20
+    """``input.bundle_bytes``: input files smaller than this are read and committed together, in bundles this big."""
+    split_bytes: int = 256 << 20
+    """``input.split_bytes``: an input file larger than this is split into row-group ranges of about this size."""
 
     def source_columns(self) -> list[str]:
         """Columns the input shards must hold: the selected ones and every step input no earlier step writes."""
@@ -304,7 +308,7 @@ def parse_spec(data: Any, *, base: Path | None = None) -> JobSpec:
     if not _NAME.match(name or ""):
         raise SpecError(f"name: letters, digits, '_', '.' and '-' only, got {name!r}")
     source = _mapping(root.get("input"), "input")
-    input_table, input_uri = _place(source, "input", {"columns"})
+    input_table, input_uri = _place(source, "input", {"columns", "bundle_bytes", "split_bytes"})
     columns = source.get("columns")
     if columns is not None and (
         not isinstance(columns, list) or not columns or not all(isinstance(c, str) and c for c in columns)
@@ -353,6 +357,11 @@ def parse_spec(data: Any, *, base: Path | None = None) -> JobSpec:
         output_table=output_table,
         commit_every=commit_every,
         lease_seconds=_number(sink.get("lease_seconds", 60.0), "output.lease_seconds", minimum=1),
+        **{
+            key: _number(source[key], f"input.{key}", integer=True, minimum=1)
+            for key in ("bundle_bytes", "split_bytes")
+            if key in source
+        },
     )
     _check_columns(spec)
     return spec

@@ -2,15 +2,17 @@
 
 ``output.mode``:
 
-- ``resume`` (default): shards whose completion record matches the spec hash (and the input file's size) are
-  skipped; every other shard is redone, its partial output removed first. New shards are simply pending, so
-  re-running a scheduled job processes only what landed since. A different spec is refused.
+- ``resume`` (default): parts (whole shards, or row-group ranges of big ones) whose completion record matches the
+  spec hash (and the input file's size) are skipped; every other part is redone, its partial output removed first.
+  New shards are simply pending, so re-running a scheduled job processes only what landed since. A different
+  spec is refused.
 - ``overwrite``: the prefix is emptied first.
 - ``error_if_exists``: a prefix holding anything is refused.
 """
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -22,8 +24,8 @@ from jobs.provenance import normalised_spec, provenance, spec_changes, spec_hash
 
 if TYPE_CHECKING:
     from jobs.plan import Plan
-    from jobs.shards import Shard
     from jobs.summary import RunSummary
+    from jobs.units import Part, Unit
 
 
 class OutputExistsError(RuntimeError):
@@ -32,21 +34,23 @@ class OutputExistsError(RuntimeError):
 
 @dataclass
 class RunState:
-    """A run about to start: which shards are done already and which it must process."""
+    """A run about to start: which parts are done already, which it must process, and in which commit units."""
 
     run_id: str
     spec_hash: str
     started_at: float
     provenance: dict[str, Any]
     done: dict[str, ShardRecord] = field(default_factory=dict)
-    pending: list[Shard] = field(default_factory=list)
+    pending: list[Part] = field(default_factory=list)
+    units: list[Unit] = field(default_factory=list)
 
 
-def _check_existing(plan: Plan, layout: Layout, digest: str) -> None:
+def _check_existing(plan: Plan, layout: Layout, digest: str) -> list[str]:
+    """Apply the output mode; return the files the prefix holds now."""
     spec = plan.spec
     files = layout.files()
     if not files:
-        return
+        return files
     if spec.output_mode == "error_if_exists":
         raise OutputExistsError(
             f"output.uri: {spec.output_uri} already holds {len(files)} file(s) and output.mode is error_if_exists; "
@@ -54,7 +58,7 @@ def _check_existing(plan: Plan, layout: Layout, digest: str) -> None:
         )
     if spec.output_mode == "overwrite":
         layout.fs.rm(files)  # everything but this run's lease
-        return
+        return []
     run = layout.read_json(layout.run_file)
     if run is None:
         raise OutputExistsError(
@@ -67,6 +71,40 @@ def _check_existing(plan: Plan, layout: Layout, digest: str) -> None:
             f"output.uri: {spec.output_uri} holds the output of a different job spec ({changes}); "
             "refusing to mix them: set output.mode: overwrite to replace it, or choose another output.uri"
         )
+    return files
+
+
+def _clear_pending(
+    layout: Layout, pending: list[Part], done: set[str], files: list[str], objects: dict[str, list[dict[str, Any]]]
+) -> None:
+    """Remove what pending parts left behind: output files of their inputs (whole or by row groups), records.
+
+    A bundle's record object that also holds done parts is rewritten without the pending ones.
+    """
+    inputs = {part.path for part in pending}
+    keys = {layout.key(path) for path in inputs}
+    pattern = re.compile(r"(.*?)(\.rg\d{5}-\d{5})?\.parquet")
+    stale = []
+    for path in files:
+        name = path.removeprefix(f"{layout.root}/")
+        match = pattern.fullmatch(name)
+        if match and match.group(1) in keys and name.removesuffix(".parquet") not in done:
+            stale.append(path)
+    for path, records in objects.items():
+        keep = [r for r in records if r["key"] in done or (r["input"] not in inputs and r["key"] not in keys)]
+        if len(keep) == len(records):
+            continue
+        if keep:
+            unit = path.removeprefix(f"{layout.records_root}/").removesuffix(".json")
+            layout.write_json(path, {"unit": unit, "records": keep})
+        else:
+            stale.append(path)
+    if stale:
+        layout.fs.rm(stale)  # one batched delete on an object store
+    for path in stale:
+        remove_temporaries(layout.fs, path)
+    for part in pending:
+        remove_temporaries(layout.fs, layout.output_file(part.key))
 
 
 def prepare(plan: Plan) -> RunState:
@@ -76,28 +114,27 @@ def prepare(plan: Plan) -> RunState:
     """
     layout = plan.layout
     digest = spec_hash(plan.spec)
-    _check_existing(plan, layout, digest)
+    files = _check_existing(plan, layout, digest)
     state = RunState(
         run_id=f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}",
         spec_hash=digest,
         started_at=time.time(),
         provenance=provenance(plan.spec),
     )
-    records = {raw["key"]: ShardRecord(**raw) for raw in layout.read_json_under(f"{layout.root}/{STATE}/shards")}
-    for shard in plan.shards:
-        key = layout.key(shard.path)
-        record = records.get(key)
-        if record and record.spec_hash == digest and record.input_bytes == shard.bytes:
-            state.done[key] = record
+    objects = layout.read_record_files() if files else {}
+    records = {raw["key"]: ShardRecord(**raw) for raw in layout.read_records(objects)}
+    parts = plan.parts()
+    for part in parts:
+        record = records.get(part.key)
+        if record and record.spec_hash == digest and record.input_bytes == part.shard.bytes:
+            state.done[part.key] = record
         else:
-            state.pending.append(shard)
+            state.pending.append(part)
+    state.units = plan.units(state.pending)
     plan.sink.begin(state)  # a table output refuses before a file it references would be removed below
-    for shard in state.pending:
-        key = layout.key(shard.path)
-        for path in (layout.record_file(key), layout.output_file(key)):
-            layout.remove(path)
-            remove_temporaries(layout.fs, path)
-        layout.remove(layout.staging_dir(key), recursive=True)
+    if state.pending and files:
+        _clear_pending(layout, state.pending, set(state.done), files, objects)
+    layout.remove(layout.staging_root, recursive=True)
     layout.remove(layout.success_file)
     layout.remove(f"{layout.root}/{STATE}/quarantine", recursive=True)
     layout.write_json(
@@ -108,7 +145,7 @@ def prepare(plan: Plan) -> RunState:
             "spec": normalised_spec(plan.spec),
             "started_at": state.started_at,
             "provenance": state.provenance,
-            "shards": [{"key": layout.key(s.path), "input": s.path, "rows": s.rows} for s in plan.shards],
+            "shards": [{"key": p.key, "input": p.path, "rows": p.rows} for p in parts],
             "quarantined": [{"input": q.path, "reason": q.reason} for q in plan.quarantined],
             "input_position": plan.source.position(),
             "input_since": plan.since,
@@ -129,12 +166,12 @@ def quarantine(layout: Layout, path: str, reason: str) -> None:
 def write_manifest(
     plan: Plan, state: RunState, summary: RunSummary, *, table: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Write ``_SUCCESS``: every shard's record, the quarantined shards, totals, step stats and provenance.
+    """Write ``_SUCCESS``: every part's record, the quarantined shards, totals, step stats, requests, provenance.
 
     ``table``: what the table commits of this run did (a table output), from ``Sink.finish``.
     """
     layout = plan.layout
-    records = sorted(layout.read_json_under(f"{layout.root}/{STATE}/shards"), key=lambda r: r["key"])
+    records = layout.read_records()
     quarantined = sorted(layout.read_json_under(f"{layout.root}/{STATE}/quarantine"), key=lambda q: q["input"])
     manifest = {
         "job": plan.spec.name,
@@ -148,6 +185,9 @@ def write_manifest(
             "finished_at": time.time(),
             "shards_processed": summary.shards_processed,
             "shards_skipped": summary.shards_skipped,
+            "units_processed": summary.units_processed,
+            "requests": summary.requests,
+            "requests_per_shard": summary.requests_per_shard,
         },
         "totals": {
             "shards": len(records),

@@ -56,12 +56,10 @@ def output_status(target: str, storage: StorageSpec) -> tuple[str, bool]:
     if run is None:
         return f"output {uri}: no lakelabel run has written here", False
     manifest = layout.read_json(layout.success_file)
-    records = {
-        r["key"]: r for r in layout.read_json_under(f"{root}/{STATE}/shards") if r["spec_hash"] == run["spec_hash"]
-    }
+    records = {r["key"]: r for r in layout.read_records() if r["spec_hash"] == run["spec_hash"]}
     quarantined = layout.read_json_under(f"{root}/{STATE}/quarantine")
-    left_out = {item["key"] for item in quarantined}
-    planned = [shard["key"] for shard in run["shards"] if shard["key"] not in left_out]
+    left_out = {item["input"] for item in quarantined}
+    planned = [part["key"] for part in run["shards"] if part["input"] not in left_out]
     done = [key for key in planned if key in records]
     pending = [key for key in planned if key not in records]
     finished = manifest is not None and manifest.get("run", {}).get("id") == run["run_id"]

@@ -18,6 +18,7 @@ bounded retry budget, in three layers (docs/faults.md):
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import logging
 import os
@@ -32,6 +33,7 @@ from fsspec.implementations.local import LocalFileSystem
 from pyarrow.fs import FSSpecHandler, PyFileSystem
 from s3fs import S3FileSystem
 from s3fs.core import _error_wrapper
+from typing_extensions import override
 
 from jobs.redact import redact_url
 
@@ -48,6 +50,37 @@ _TRANSIENT_WORDS = ("SlowDown", "reduce your request rate", "InternalError", "Se
                     "Throttl", "503", "500 ", "Connection was closed", "Could not connect", "timeout")  # fmt: skip
 
 T = TypeVar("T")
+
+
+_REQUESTS: collections.Counter[str] = collections.Counter()
+
+
+def request_counts() -> dict[str, int]:
+    """Object-store requests this process has sent so far, by operation (``GetObject``, ``PutObject``, ...).
+
+    Counted as each HTTP request leaves botocore (``before-send``), so retries and listing pages count, and
+    nothing is estimated. Subtract an earlier reading for the requests of a piece of work::
+
+        before = request_counts()
+        ...
+        sent = requests_since(before)
+    """
+    return dict(_REQUESTS)
+
+
+def requests_since(before: dict[str, int]) -> dict[str, int]:
+    """Requests sent since ``before`` (a :func:`request_counts` reading), by operation; kinds with none left out."""
+    return {kind: count - before.get(kind, 0) for kind, count in _REQUESTS.items() if count > before.get(kind, 0)}
+
+
+def add_requests(total: dict[str, int], more: dict[str, int]) -> None:
+    """Add the counts ``more`` into ``total``."""
+    for kind, count in more.items():
+        total[kind] = total.get(kind, 0) + count
+
+
+def _count_request(event_name: str = "", **_: Any) -> None:
+    _REQUESTS[event_name.rpartition(".")[2] or "unknown"] += 1
 
 
 class StorageError(OSError):
@@ -110,6 +143,15 @@ class RetryingS3FileSystem(S3FileSystem):
         self.retry_seconds = retry_seconds
         self.retries = body_retries  # s3fs's own loop: a body cut short is read again
 
+    @override
+    async def set_session(self, refresh: bool = False, kwargs: dict[str, Any] | None = None) -> Any:
+        """s3fs's session set-up; every client it makes counts the requests it sends (:func:`request_counts`)."""
+        client = await super().set_session(refresh=refresh, kwargs=kwargs or {})
+        if not getattr(client, "_lakelabel_counted", False):
+            client.meta.events.register("before-send.s3", _count_request)
+            client._lakelabel_counted = True
+        return client
+
     async def _call_s3(self, method: str, *args: Any, **kwargs: Any) -> Any:
         # s3fs's own _call_s3 with lakelabel's loop in place of s3fs's fixed-count one (which stays for bodies).
         await self.set_session()
@@ -136,6 +178,14 @@ class RetryingS3FileSystem(S3FileSystem):
         what = f"list_objects_v2 {bucket}/{prefix}".rstrip("/")
         for item in await retrying(listing, what=what, endpoint=endpoint, budget=self.retry_seconds):
             yield item
+
+
+def whole_kwargs(fs: fsspec.AbstractFileSystem) -> dict[str, Any]:
+    """Keyword arguments of ``cat``/``cat_file`` fetching small objects whole in one ``GetObject`` each.
+
+    s3fs otherwise asks each object's size first (a ``HeadObject``) to decide whether to fetch it in parallel parts.
+    """
+    return {"max_concurrency": 1} if isinstance(fs, S3FileSystem) else {}
 
 
 def without_userinfo(url: str) -> str:

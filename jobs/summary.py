@@ -54,6 +54,15 @@ class RunSummary:
     steps: list[StepStats] = field(default_factory=list)
     table: dict[str, Any] | None = None
     """A table output: what ``Sink.finish`` reports (the table, its position, this run's commits)."""
+    units_processed: int = 0
+    """Commit units this run committed (a bundle of small files, a row-group range of a big one, or a file)."""
+    requests: dict[str, int] = field(default_factory=dict)
+    """Object-store requests the run sent, by operation, counted where they are sent (``jobs/storage.py``)."""
+
+    @property
+    def requests_per_shard(self) -> float:
+        """Requests per input shard of the run (processed or skipped)."""
+        return sum(self.requests.values()) / self.shards if self.shards else 0.0
 
     @property
     def ok(self) -> bool:
@@ -75,6 +84,12 @@ class RunSummary:
             f"{s.busy_seconds:>8.1f} s busy {s.rows_per_second:>9.1f} rows/s per worker"
             for s in self.steps
         ]
+        if self.requests:
+            kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(self.requests.items()))
+            lines.append(
+                f"  {sum(self.requests.values())} object-store request(s), {self.requests_per_shard:.2f} per shard, "
+                f"{self.units_processed} commit unit(s): {kinds}"
+            )
         if self.table:
             commits = self.table["commits"]
             lines.append(

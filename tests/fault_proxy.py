@@ -75,6 +75,7 @@ class FaultProxy:
         self.retries = 0  # requests repeating one that got a fault
         self._faulted: set[tuple[str, str]] = set()
         self.requests = 0
+        self.by_method: dict[str, int] = {}
         self.outage_until = 0.0
         self.lock = threading.Lock()
         proxy = self
@@ -127,6 +128,7 @@ class FaultProxy:
     def _pick(self, method: str, path: str, query: str) -> Fault | None:
         with self.lock:
             self.requests += 1
+            self.by_method[method] = self.by_method.get(method, 0) + 1
             if (method, path) in self._faulted:
                 self._faulted.discard((method, path))
                 self.retries += 1

@@ -17,7 +17,7 @@ import pytest
 from benchmarks.baselines import token_counts
 from benchmarks.corpus import texts, write_shards
 from benchmarks.job import DAFT_PYTHON, steady_rows_per_s
-from benchmarks.memory import descendants, tree_pss
+from benchmarks.memory import PeakMemory, descendants, tree_pss
 from benchmarks.models import tiny_classifier
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,6 +78,23 @@ def test_memory_covers_the_process_tree() -> None:
             subprocess.run(["sleep", "0.1"], check=True)
         assert child.pid in descendants(os.getpid())
         assert tree_pss(os.getpid()) > tree_pss(child.pid) > 64 << 20
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_the_largest_process_of_the_tree_is_tracked_apart_from_the_sum() -> None:
+    code = "import time; x = bytearray(96 << 20); x[::4096] = b'1' * len(x[::4096]); time.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        with PeakMemory(child.pid, interval_s=0.1) as memory:
+            for _ in range(100):
+                if memory.largest > 96 << 20:
+                    break
+                subprocess.run(["sleep", "0.1"], check=True)
+        assert memory.largest > 96 << 20
+        assert memory.largest <= memory.peak
+        assert memory.largest_name.startswith("python")
     finally:
         child.kill()
         child.wait()

@@ -9,9 +9,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.commit import ROW_COLUMN, SHARD_COLUMN, CommitError, Coverage, ShardRecord, commit_shard, read_shard, stage
+from jobs.commit import (
+    ROW_COLUMN,
+    SHARD_COLUMN,
+    CommitError,
+    Coverage,
+    ShardRecord,
+    Units,
+    commit_unit,
+    stage,
+)
 from jobs.layout import Layout, remove_temporaries, write_atomic
 from jobs.provenance import spec_changes
+from jobs.reading import read_shard
 from operators import ERROR_COLUMN, ERROR_TYPE
 
 LOCAL = fsspec.filesystem("file")
@@ -38,6 +48,13 @@ def record(tmp_path: Path, key: str, rows: int) -> ShardRecord:
                        run_id="r", rows_in=rows)  # fmt: skip
 
 
+def units(tmp_path: Path, shards: dict[str, int], columns: list[str] | None = None) -> Units:
+    """Each shard its own unit, numbered in order."""
+    records = [record(tmp_path, key, rows) for key, rows in shards.items()]
+    names = columns or ["text", "label", ERROR_COLUMN]
+    return Units(list(shards), [[index] for index in range(len(shards))], records, [names], [0] * len(shards))
+
+
 def test_read_shard_tags_rows_with_shard_and_row_number(tmp_path: Path) -> None:
     path = tmp_path / "a.parquet"
     pq.write_table(pa.table({"text": [str(i) for i in range(10)], "x": list(range(10))}), path, row_group_size=4)
@@ -52,24 +69,26 @@ def test_read_shard_tags_rows_with_shard_and_row_number(tmp_path: Path) -> None:
 def test_coverage_completes_a_shard_once_every_row_is_staged(tmp_path: Path) -> None:
     out = layout(tmp_path)
     coverage = Coverage({0: 6, 1: 2})
+    plan = units(tmp_path, {"a": 6, "b": 2})
     mixed = pa.concat_tables([annotated(0, [4, 0, 5]), annotated(1, [1])])
-    assert coverage.add(stage(mixed, out, ["a", "b"])) == []
+    assert coverage.add(stage(mixed, out, plan)) == []
     assert coverage.staged_rows(0) == 3
-    assert coverage.add(stage(annotated(0, [1, 2, 3]), out, ["a", "b"])) == [0]
-    assert coverage.add(stage(annotated(0, [2]), out, ["a", "b"])) == [], "a shard completes once"
-    assert coverage.add(stage(annotated(1, [0]), out, ["a", "b"])) == [1]
+    assert coverage.add(stage(annotated(0, [1, 2, 3]), out, plan)) == [0]
+    assert coverage.add(stage(annotated(0, [2]), out, plan)) == [], "a shard completes once"
+    assert coverage.add(stage(annotated(1, [0]), out, plan)) == [1]
     assert sorted(Path(p).name for p in LOCAL.find(out.staging_dir("a"))) == [
-        "000000000000-000000000005.arrow",  # rows 0, 4, 5: named by the first and last row
-        "000000000001-000000000003.arrow",
-        "000000000002-000000000002.arrow",
+        "00000000.000000000000-00000000.000000000005.arrow",  # rows 0, 4, 5: named by the first and last row
+        "00000000.000000000001-00000000.000000000003.arrow",
+        "00000000.000000000002-00000000.000000000002.arrow",
     ]
 
 
 def test_commit_keeps_each_row_once_in_row_order_and_writes_the_record_last(tmp_path: Path) -> None:
     out = layout(tmp_path)
-    stage(annotated(0, [3, 1]), out, ["day=1/a"])
-    stage(annotated(0, [0, 2, 3]), out, ["day=1/a"])  # row 3 staged twice, as a retried task would
-    done = commit_shard(out, record(tmp_path, "day=1/a", 4), ["text", "label", ERROR_COLUMN])
+    plan = units(tmp_path, {"day=1/a": 4})
+    stage(annotated(0, [3, 1]), out, plan)
+    stage(annotated(0, [0, 2, 3]), out, plan)  # row 3 staged twice, as a retried task would
+    [done] = commit_unit(out, plan, 0)
     table = pq.read_table(out.output_file("day=1/a"))
     assert table.column_names == ["text", "label", ERROR_COLUMN]
     assert table.column("text").to_pylist() == ["s0 r0", "s0 r1", "s0 r2", "s0 r3"]
@@ -80,9 +99,10 @@ def test_commit_keeps_each_row_once_in_row_order_and_writes_the_record_last(tmp_
 
 def test_commit_refuses_a_shard_with_missing_rows(tmp_path: Path) -> None:
     out = layout(tmp_path)
-    stage(annotated(0, [0, 1, 3]), out, ["a"])
-    with pytest.raises(CommitError, match=r"a\.parquet: 3 distinct row\(s\) staged, the shard has 4"):
-        commit_shard(out, record(tmp_path, "a", 4), ["text"])
+    plan = units(tmp_path, {"a": 4}, ["text"])
+    stage(annotated(0, [0, 1, 3]), out, plan)
+    with pytest.raises(CommitError, match=r"a\.parquet: 3 distinct row\(s\) staged, it has 4"):
+        commit_unit(out, plan, 0)
     assert not Path(out.output_file("a")).exists()
     assert out.read_json(out.record_file("a")) is None
 

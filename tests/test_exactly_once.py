@@ -86,7 +86,8 @@ def records(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, dict]:
     directory = f"{root}/{STATE}/shards"
     if not fs.exists(directory):
         return {}
-    return {r["key"]: r for r in (json.loads(fs.cat_file(p)) for p in fs.find(directory) if p.endswith(".json"))}
+    found = [json.loads(fs.cat_file(p)) for p in fs.find(directory) if p.endswith(".json")]
+    return {r["key"]: r for value in found for r in value.get("records", [value])}  # a bundle's object holds many
 
 
 def _session_processes(driver: int) -> list[int]:
@@ -143,15 +144,11 @@ def kill_points(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, Callable[
         fs.invalidate_cache()
         return fs.exists(path)
 
-    def staged() -> bool:
-        fs.invalidate_cache()
-        return exists(f"{root}/{STATE}/staging") and any(
-            p.endswith(".arrow") for p in fs.find(f"{root}/{STATE}/staging")
-        )
-
     return {
         "early": lambda: exists(f"{root}/{STATE}/run.json"),
-        "during-writes": lambda: bool(records(fs, root)) and staged(),  # some shards committed, others in flight
+        # Some shards committed, others in flight (staged, or not back yet: a shard whose rows come back in one
+        # batch commits straight from it, so pieces need not be there at the same moment).
+        "during-writes": lambda: 0 < len(records(fs, root)) < SHARDS,
         "mid-way": lambda: len(records(fs, root)) >= 2,
     }
 

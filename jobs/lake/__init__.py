@@ -52,6 +52,10 @@ class Source(ABC):
     def shard_paths(self) -> list[str]:
         """Paths (in ``fs``) of the Parquet files this run reads, sorted."""
 
+    def sizes(self) -> dict[str, int]:
+        """Sizes of the files :meth:`shard_paths` listed, where the listing gave them (spares a request each)."""
+        return {}
+
     def position(self) -> dict[str, Any] | None:
         """Where in the table's history the shards were listed (recorded with the run); None for a prefix."""
         return None

@@ -20,13 +20,18 @@ class PrefixSource(Source):
         self.fs, self.path = filesystem(uri, storage)
         self.label = uri
         self.root = shard_root(self.fs, self.path)
+        self.listed: dict[str, int] = {}
 
     def shard_paths(self) -> list[str]:
         """The prefix's Parquet files; none is an error naming ``input.uri``."""
-        paths = list_shards(self.fs, self.path)
+        paths = list_shards(self.fs, self.path, sizes=self.listed)
         if not paths:
             raise ShardError(f"input.uri: no Parquet shards (*.parquet) found at {self.label}")
         return paths
+
+    def sizes(self) -> dict[str, int]:
+        """Sizes from the listing."""
+        return self.listed
 
 
 class PrefixSink(Sink):

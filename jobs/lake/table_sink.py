@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from jobs.commit import ShardRecord
 from jobs.lake import Sink
-from jobs.layout import STATE, Layout
+from jobs.layout import Layout
 from jobs.provenance import spec_hash
 from jobs.state import OutputExistsError
 from jobs.storage import split_uri
@@ -94,9 +94,7 @@ class TableSink(Sink):
         if self.spec is not None and self.spec.output_mode == "error_if_exists":
             raise OutputExistsError(f"output: {self.label} exists and output.mode is error_if_exists")
         registered = self.registered()
-        stale = [
-            shard.path for shard in state.pending if self.layout.output_file(self.layout.key(shard.path)) in registered
-        ]
+        stale = sorted({part.path for part in state.pending if self.layout.output_file(part.key) in registered})
         if stale:
             raise OutputExistsError(
                 f"output: {self.label} already holds the annotated file of {len(stale)} shard(s) whose input "
@@ -117,7 +115,7 @@ class TableSink(Sink):
         assert self.spec is not None, "a sink opened for status commits nothing"
         digest = spec_hash(self.spec)
         self.layout.fs.invalidate_cache()
-        records = [ShardRecord(**raw) for raw in self.layout.read_json_under(f"{self.layout.root}/{STATE}/shards")]
+        records = [ShardRecord(**raw) for raw in self.layout.read_records()]
         self._commit([record for record in records if record.spec_hash == digest and record.files])
         self.waiting = []
         return {
@@ -191,11 +189,7 @@ class TableSink(Sink):
         if not self.exists():
             return [f"table: {self.label} does not exist yet (created by the first table commit)"]
         digest = digest or spec_hash(self.spec)
-        records = [
-            r
-            for r in self.layout.read_json_under(f"{self.layout.root}/{STATE}/shards")
-            if r["spec_hash"] == digest and r["files"]
-        ]
+        records = [r for r in self.layout.read_records() if r["spec_hash"] == digest and r["files"]]
         held = self.registered()
         inside = sum(f"{self.layout.root}/{r['files'][0]}" in held for r in records)
         return [

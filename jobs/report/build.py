@@ -61,7 +61,7 @@ def _batches(fs: fsspec.AbstractFileSystem, paths: list[str], columns: list[str]
 def _shards(layout: Layout, manifest: dict[str, Any] | None, run: dict[str, Any]) -> list[dict[str, Any]]:
     if manifest is not None:
         return manifest["shards"]
-    records = layout.read_json_under(f"{layout.root}/{STATE}/shards")
+    records = layout.read_records()
     return sorted((r for r in records if r["spec_hash"] == run["spec_hash"]), key=lambda r: r["key"])
 
 
