@@ -14,11 +14,15 @@ import functools
 import logging
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -50,6 +54,7 @@ from jobs.commit import (
 from jobs.isolation import died, died_preparing, run_isolating
 from jobs.lease import hold
 from jobs.plan import Plan, make_plan
+from jobs.pools import IO_SLOTS, Machine, Pool, cpu_slots, size_pools
 from jobs.progress import ProgressDisplay, Snapshot
 from jobs.runlog import RunLog, quiet_worker, route_logs
 from jobs.shards import ShardError
@@ -67,7 +72,7 @@ if TYPE_CHECKING:
     from jobs.spec import JobSpec
     from operators.core.base import Preparer
 
-__all__ = ["JobFailedError", "OutputExistsError", "connect", "run_job"]
+__all__ = ["JobFailedError", "OutputExistsError", "cluster_machine", "connect", "run_job"]
 
 log = logging.getLogger("lakelabel")
 
@@ -93,6 +98,7 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+_ACTORS_START_SECONDS = 1800  # a pool's actors wait this long for the cluster's slots (an autoscaler's new nodes)
 _IO_CPUS = 0.25  # reads and staging wait on storage, not on a core: four share one CPU slot
 _BLOCK_BYTES = 32 << 20  # target in-memory size of a read block
 
@@ -118,6 +124,9 @@ class _Collector:
         step.batches += 1
         if node not in step.nodes:
             step.nodes = sorted([*step.nodes, node])
+
+    def actor_ready(self, name: str) -> None:
+        self.steps[name].actors += 1
 
     def unreadable_shard(self, index: int, reason: str) -> None:
         self.unreadable.setdefault(index, reason)
@@ -168,6 +177,7 @@ class _StepWorker:
         self.collector = collector
         use_cpus(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))
         self.operator.setup()
+        ray.get(collector.actor_ready.remote(operator.config.output))
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         start = time.perf_counter()
@@ -260,9 +270,34 @@ def connect(min_cpus: int = 1, *, verbose: bool = False) -> None:
         log.info("attaching to the Ray cluster at %s", address)
         ray.init(address=address, log_to_driver=verbose)
         return
-    cpus = max(os.cpu_count() or 1, min_cpus)
+    cpus = max((os.cpu_count() or 1) + IO_SLOTS, min_cpus)
     log.info("starting a local Ray with %d CPU slot(s)", cpus)
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=verbose)
+
+
+def cluster_machine() -> Machine:
+    """The connected Ray's CPU and GPU slots, for sizing the steps' pools (``jobs/pools.py``); connects if needed.
+
+    A Ray of this machine alone counts at most one slot per core plus ``IO_SLOTS``, however many slots it was
+    started with: more single-threaded actors than cores would only take turns on them.
+    """
+    connect()
+    resources = ray.cluster_resources()
+    cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+    address = os.environ.get("RAY_ADDRESS")
+    nodes = [node["NodeID"] for node in ray.nodes() if node.get("Alive")]
+    label = f"the Ray cluster at {address}" if address else "the local Ray"
+    label += f": {cpus:g} CPU slot(s)" + (f", {gpus:g} GPU(s)" if gpus else "") + f" on {len(nodes)} node(s)"
+    cores = (os.cpu_count() or 1) + IO_SLOTS
+    if nodes == [ray.get_runtime_context().get_node_id()] and cpus > cores:
+        label += f", counted as {cores} (this machine's {cores - IO_SLOTS} cores + {IO_SLOTS} for I/O)"
+        cpus = cores
+    return Machine(cpus=cpus, gpus=gpus, label=label)
+
+
+def _sized(plan: Plan, shards: list[Shard]) -> list[Pool]:
+    """Each step's pool on the connected cluster, for the pending shards' rows."""
+    return plan.pools(cluster_machine(), rows=sum(shard.rows for shard in shards))
 
 
 def worker_logs() -> str:
@@ -275,36 +310,35 @@ def worker_logs() -> str:
 
 @contextmanager
 def _ray_data_console(*, verbose: bool) -> Iterator[None]:
-    """Ray Data's progress bars only when verbose; otherwise its logged progress (non-terminal) goes to the log file."""
+    """Ray Data's progress bars only when verbose; otherwise its logged progress (non-terminal) goes to the log file.
+
+    Each pool's minimum of actors is started, and loads its model, before the first batch is handed out: every actor
+    of a sized pool takes part from the start rather than joining when the first one is already half through.
+    """
     context = ray.data.DataContext.get_current()
-    previous = context.enable_progress_bars
+    previous = context.enable_progress_bars, context.wait_for_min_actors_s
     if not verbose:
         context.enable_progress_bars = not sys.stdout.isatty()  # a terminal would get tqdm bars, not log records
+    context.wait_for_min_actors_s = _ACTORS_START_SECONDS
     try:
         yield
     finally:
-        context.enable_progress_bars = previous
-
-
-def _gpus(step_gpus: float | None, operator: Operator) -> float:
-    if step_gpus is not None:
-        return step_gpus
-    has_gpus = ray.cluster_resources().get("GPU", 0) > 0
-    return operator.resources().num_gpus if has_gpus else 0.0
+        context.enable_progress_bars, context.wait_for_min_actors_s = previous
 
 
 def _pipeline(plan: Plan, shards: list[Shard], collector: Any, *, verbose: bool) -> ray.data.Dataset:
     spec = plan.spec
     # Reads and staging run a bounded number of tasks at a time, like the model pools: memory stays flat
     # however many shards the job has.
-    io_tasks = max(2, *(step.concurrency[1] for step in spec.steps))
+    pools = _sized(plan, shards)
+    io_tasks = max(2, *(pool.high for pool in pools))
     rows = [shard.rows for shard in shards]
     reads = max(1, min(io_tasks, len(shards)))  # one read task per shard
     dataset = ray.data.read_datasource(_ShardSource(plan, shards, collector), num_cpus=_IO_CPUS, concurrency=reads)
     batch = 1
-    for step, operator in zip(spec.steps, plan.operators, strict=True):
-        low, high = step.concurrency
-        batch = batch_rows(step, operator, rows)
+    for step, operator, pool in zip(spec.steps, plan.operators, pools, strict=True):
+        low, high = pool.low, pool.high
+        batch = batch_rows(step, operator, rows, actors=high)
         preparer = operator.preparer()
         if preparer is not None:
             dataset = dataset.map_batches(
@@ -316,7 +350,7 @@ def _pipeline(plan: Plan, shards: list[Shard], collector: Any, *, verbose: bool)
                 num_cpus=preparer.resources().num_cpus,
                 num_gpus=0,
             )
-        gpus = _gpus(step.num_gpus, operator)
+        gpus = pool.gpus
         # A CPU actor computes for seconds per batch: a second batch queued on it would wait while another actor
         # idles. A GPU actor keeps Ray's prefetch, so its next batch is there when the current one ends.
         in_flight = None if gpus else 1
@@ -326,7 +360,7 @@ def _pipeline(plan: Plan, shards: list[Shard], collector: Any, *, verbose: bool)
             batch_format="pyarrow",
             batch_size=batch,
             compute=ActorPoolStrategy(min_size=low, max_size=high, max_tasks_in_flight_per_actor=in_flight),
-            num_cpus=step.num_cpus if step.num_cpus is not None else operator.resources().num_cpus,
+            num_cpus=pool.cpus,
             num_gpus=gpus,
         )
     layout = plan.layout
@@ -440,15 +474,35 @@ def run_job(spec: JobSpec, *, verbose: bool = False, wait: float = 0.0) -> RunSu
     run's log file, progress and warnings; Ray's and the models' own output goes to the log file unless ``verbose``.
     The run holds the output's lease throughout (``jobs/lease.py``): a second run of the output refuses, or waits up
     to ``wait`` seconds for it. Log records and the error a run ends with carry no credentials (``jobs/redact.py``).
+    Ray starts (or is attached to) while the plan reads the shards' footers.
     """
     redact.install()
     started = time.perf_counter()
-    plan = make_plan(spec)
-    with hold(plan.layout, uri=spec.output_uri, seconds=spec.lease_seconds, wait=wait):
-        return _run_held(plan, started, verbose=verbose)
+    handle, name = tempfile.mkstemp(prefix="lakelabel-start-", suffix=".log")
+    os.close(handle)
+    early = Path(name)
+    try:
+        with route_logs(early, verbose=verbose), ThreadPoolExecutor(1, thread_name_prefix="lakelabel-plan") as planner:
+            planning = planner.submit(make_plan, spec)
+            try:
+                connect(min_cpus=_local_slots(spec), verbose=verbose)
+            except BaseException:
+                planning.cancel()
+                raise
+            plan = planning.result()
+        with hold(plan.layout, uri=spec.output_uri, seconds=spec.lease_seconds, wait=wait):
+            return _run_held(plan, started, early, verbose=verbose)
+    finally:
+        early.unlink(missing_ok=True)
 
 
-def _run_held(plan: Plan, started: float, *, verbose: bool) -> RunSummary:
+def _local_slots(spec: JobSpec) -> int:
+    """CPU slots a local Ray needs for ``spec``'s set pools (unset ones are sized to what it gets)."""
+    operators = [step.operator() for step in spec.steps]
+    return cpu_slots(size_pools(spec.steps, operators, Machine.local(), rows=0), operators)
+
+
+def _run_held(plan: Plan, started: float, early: Path, *, verbose: bool) -> RunSummary:
     spec = plan.spec
     state = prepare(plan)
     summary = RunSummary(
@@ -460,6 +514,9 @@ def _run_held(plan: Plan, started: float, *, verbose: bool) -> RunSummary:
         quarantined=[(item.path, item.reason) for item in plan.quarantined],
     )
     run_log = RunLog.for_run(plan.layout.fs, plan.layout.root, state.run_id, spec.name)
+    Path(run_log.local).parent.mkdir(parents=True, exist_ok=True)
+    with early.open("rb") as source, Path(run_log.local).open("ab") as target:
+        shutil.copyfileobj(source, target)  # Ray's start-up records, logged while the plan was made
     try:
         with route_logs(run_log.local, verbose=verbose), _ray_data_console(verbose=verbose):
             _run(plan, state, summary, run_log, verbose=verbose)
@@ -488,8 +545,9 @@ def _run(plan: Plan, state: RunState, summary: RunSummary, run_log: RunLog, *, v
     if not state.pending:
         log.info("job %s run %s: %s; log: %s", plan.spec.name, state.run_id, to_do, run_log.shown, extra=console)
         return
-    needed = plan.cpu_slots()
-    connect(min_cpus=needed, verbose=verbose)
+    connect(min_cpus=_local_slots(plan.spec), verbose=verbose)
+    pools = _sized(plan, state.pending)
+    needed = plan.cpu_slots(pools)
     log.info("job %s run %s: %s (%d rows); log: %s; Ray's worker logs: %s", plan.spec.name, state.run_id,
              to_do, summary.rows_in, run_log.shown, worker_logs(), extra=console)  # fmt: skip
     available = ray.cluster_resources().get("CPU", 0)
@@ -499,6 +557,9 @@ def _run(plan: Plan, state: RunState, summary: RunSummary, run_log: RunLog, *, v
             available,
             needed,
         )
+    for step, pool in zip(plan.spec.steps, pools, strict=True):
+        log.info("step %s: %s actor(s) with %g CPU(s) and %g GPU(s) each: %s", step.output, pool.range, pool.cpus,
+                 pool.gpus, pool.reason)  # fmt: skip
     records = _process(plan, state, summary, verbose=verbose)
     plan.layout.remove(plan.layout.staging_root, recursive=True)  # what is left belongs to no shard
     summary.shards_processed = len(records)
