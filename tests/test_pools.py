@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from jobs.cli import main
 from jobs.plan import make_plan
 from jobs.pools import IO_SLOTS, Machine, cpu_slots, size_pools
+from jobs.runner import cluster_machine, run_job
 from jobs.spec import parse_spec
 from tests.conftest import write_parquet
 
@@ -131,3 +134,35 @@ def test_plan_renders_the_sizes_and_why(tmp_path: Path, count: int, batch: int) 
     assert "actors: set by the step's concurrency" in text
     assert "batch_size: set by the step" in text
     assert f"lowered to give each of {sized} actor(s) at least 4 of the job's 2000 rows' batches" in text
+
+
+def test_plan_without_a_cluster_sizes_for_this_machine(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    write_parquet(tmp_path / "in" / "a.parquet", text=[f"text {i}" for i in range(100)])
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        f"name: pools\ninput: {{uri: {tmp_path / 'in'}}}\noutput: {{uri: {tmp_path / 'out'}}}\n"
+        f"steps:\n  - {{task: text-classification, model: {NEVER_LOADED}, input: text, output: label}}\n"
+    )
+    assert main(["plan", str(job)]) == 0
+    assert f"pools sized for {Machine.local().label}\n" in capsys.readouterr().out
+
+
+def test_a_job_without_concurrency_starts_the_sized_pool(
+    tmp_path: Path, models: dict[str, str], ray_local: None
+) -> None:
+    shards, rows = 4, 40
+    for shard in range(shards):
+        write_parquet(tmp_path / "in" / f"part-{shard}.parquet", text=[f"text {shard} {i}" for i in range(rows)])
+    step = {"task": "text-classification", "model": models["classifier"], "input": "text", "output": "label"}
+    job = spec(step, uri=str(tmp_path / "in"))
+    assert job.steps[0].concurrency is None
+    # The session's Ray has 8 CPU slots on this one machine: it counts as one per core plus one for I/O.
+    machine = cluster_machine()
+    assert machine.cpus == min(8, (os.cpu_count() or 1) + IO_SLOTS)
+    expected = min(int(machine.cpus) - IO_SLOTS, -(-shards * rows // 16))
+    summary = run_job(job)
+    assert summary.rows_out == shards * rows
+    (stats,) = summary.steps
+    assert stats.actors == expected  # every actor of the pool loaded the model
+    assert stats.rows == shards * rows
