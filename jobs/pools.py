@@ -111,7 +111,8 @@ def size_pools(steps: Sequence[StepSpec], operators: Sequence[Operator], machine
         if free < holds[i]:
             reason = f"the other pools and I/O hold the {machine.cpus:g} CPU slot(s); one actor"
         else:
-            reason = f"one actor per CPU slot left after reads and writes: {free:g} of {machine.cpus:g}"
+            per = "CPU slot" if holds[i] == 1 else f"{holds[i]:g} CPU slots"
+            reason = f"one actor per {per} left after reads and writes: {free:g} of {machine.cpus:g}"
             reason += _shared(len(cpu_steps), "steps")
             reason += ", each actor with a preparing actor beside it" if _preparer_cpus(operators[i]) else ""
         pools[i] = Pool(low=min(actors, cap), high=min(actors, cap), cpus=cpus[i], gpus=0.0,
