@@ -115,6 +115,7 @@ def _bfloat16(
     limit = baselines.limit(model, task, corpus, tokens, sweep_every=sweep_every, dtype="bfloat16")
     limit.name = "g. limit in bfloat16: forward only"
     _progress(task, limit)
+    (source.parent / "bfloat16").mkdir(parents=True, exist_ok=True)
     spec = job.job_file(source.parent / "bfloat16", task, model, source, step={**step, "dtype": "bfloat16"})
     run, manifest = job.lakelabel(spec)
     steady, steady_rows = job.steady_rows_per_s(manifest)
