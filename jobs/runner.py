@@ -98,7 +98,6 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-_ACTORS_START_SECONDS = 1800  # a pool's actors wait this long for the cluster's slots (an autoscaler's new nodes)
 _IO_CPUS = 0.25  # reads and staging wait on storage, not on a core: four share one CPU slot
 _BLOCK_BYTES = 32 << 20  # target in-memory size of a read block
 
@@ -310,20 +309,15 @@ def worker_logs() -> str:
 
 @contextmanager
 def _ray_data_console(*, verbose: bool) -> Iterator[None]:
-    """Ray Data's progress bars only when verbose; otherwise its logged progress (non-terminal) goes to the log file.
-
-    Each pool's minimum of actors is started, and loads its model, before the first batch is handed out: every actor
-    of a sized pool takes part from the start rather than joining when the first one is already half through.
-    """
+    """Ray Data's progress bars only when verbose; otherwise its logged progress (non-terminal) goes to the log file."""
     context = ray.data.DataContext.get_current()
-    previous = context.enable_progress_bars, context.wait_for_min_actors_s
+    previous = context.enable_progress_bars
     if not verbose:
         context.enable_progress_bars = not sys.stdout.isatty()  # a terminal would get tqdm bars, not log records
-    context.wait_for_min_actors_s = _ACTORS_START_SECONDS
     try:
         yield
     finally:
-        context.enable_progress_bars, context.wait_for_min_actors_s = previous
+        context.enable_progress_bars = previous
 
 
 def _pipeline(plan: Plan, shards: list[Shard], collector: Any, *, verbose: bool) -> ray.data.Dataset:

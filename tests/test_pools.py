@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import ray.data
 
 from jobs.cli import main
 from jobs.plan import make_plan
@@ -161,7 +162,14 @@ def test_a_job_without_concurrency_starts_the_sized_pool(
     machine = cluster_machine()
     assert machine.cpus == min(8, (os.cpu_count() or 1) + IO_SLOTS)
     expected = min(int(machine.cpus) - IO_SLOTS, -(-shards * rows // 16))
-    summary = run_job(job)
+    # Reads start while the actors load; here every actor must be up before the first batch, so that each one
+    # reports in even if another could take every batch of so small a job.
+    context = ray.data.DataContext.get_current()
+    previous, context.wait_for_min_actors_s = context.wait_for_min_actors_s, 600
+    try:
+        summary = run_job(job)
+    finally:
+        context.wait_for_min_actors_s = previous
     assert summary.rows_out == shards * rows
     (stats,) = summary.steps
     assert stats.actors == expected  # every actor of the pool loaded the model
