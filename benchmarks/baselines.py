@@ -90,9 +90,11 @@ class Forward:
         return time.perf_counter() - start
 
 
-def limit(model_dir: Path, task: str, texts: list[str], tokens: int, *, sweep_every: int = 5) -> Result:
-    """The best row count or token budget on a sample of the texts, then timed over all of them."""
-    forward = Forward(model_dir, task)
+def limit(
+    model_dir: Path, task: str, texts: list[str], tokens: int, *, sweep_every: int = 5, dtype: str = "float32"
+) -> Result:
+    """The best row count or token budget on a sample of the texts, then timed over all of them, in ``dtype``."""
+    forward = Forward(model_dir, task, dtype=getattr(torch, dtype))
     trial = sample(texts, sweep_every)
     forward.run(trial[:16], rows=16, budget=None)  # warm-up: first-call allocations
     configs = [(rows, None) for rows in ROW_COUNTS] + [(None, budget) for budget in TOKEN_BUDGETS]

@@ -28,9 +28,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--model", required=True)
     parser.add_argument("--task", required=True)
+    parser.add_argument("--actors", type=int, default=os.cpu_count() or 1, help="model actors (default: one per core)")
     args = parser.parse_args()
-    actors = os.cpu_count() or 1
-    ray.init(num_cpus=actors, include_dashboard=False, log_to_driver=False)
+    actors = args.actors
+    ray.init(num_cpus=max(actors, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False)
     dataset = ray.data.range(actors, override_num_blocks=actors).map_batches(
         Loaded,
         fn_constructor_kwargs={"model": args.model, "task": args.task},

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow.parquet as pq
 import yaml
 
 from benchmarks.memory import PeakMemory
@@ -97,6 +99,36 @@ def daft(task: str, model: Path, source: Path, out: Path, *, batch_size: int, in
     return run_process([str(DAFT_PYTHON), "-m", "benchmarks.daft_udf", *args])
 
 
-def floor(task: str, model: Path) -> Run:
-    """``benchmarks.floor`` in its own process: Ray started, the model loaded on one actor per core, Ray stopped."""
-    return run_process([sys.executable, "-m", "benchmarks.floor", "--model", str(model), "--task", task])
+def floor(task: str, model: Path, *, actors: int) -> Run:
+    """``benchmarks.floor`` in its own process: Ray started, the model loaded on ``actors`` actors, Ray stopped."""
+    args = ["--model", str(model), "--task", task, "--actors", str(actors)]
+    return run_process([sys.executable, "-m", "benchmarks.floor", *args])
+
+
+def output_dir(job: Path) -> Path:
+    """Where the job file ``job`` writes."""
+    return Path(yaml.safe_load(job.read_text(encoding="utf-8"))["output"]["uri"])
+
+
+def agreement(task: str, reference: Path, other: Path) -> dict[str, float]:
+    """How close ``other``'s output is to ``reference``'s, row by row (joined on ``id``).
+
+    Embeddings: the lowest cosine and the share of rows at 0.9995 or more; classification: the share of rows with
+    the same label and the largest score difference.
+    """
+    column = STEP[task]["output"]
+    first, second = (
+        pq.read_table([str(p) for p in sorted(path.glob("part-*.parquet"))]).sort_by("id")
+        for path in (reference, other)
+    )
+    if first.column("id") != second.column("id"):
+        raise ValueError(f"{reference} and {other} hold different rows")
+    if task == "embeddings":
+        a, b = (np.asarray(table.column(column).to_pylist(), dtype=np.float64) for table in (first, second))
+        cosine = (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        return {"rows": len(cosine), "min_cosine": round(float(cosine.min()), 6),
+                "share_cosine_0.9995": round(float((cosine >= 0.9995).mean()), 4)}  # fmt: skip
+    a, b = (table.column(column).to_pylist() for table in (first, second))
+    same = np.mean([x["label"] == y["label"] for x, y in zip(a, b, strict=True)])
+    diff = max(abs(x["score"] - y["score"]) for x, y in zip(a, b, strict=True))
+    return {"rows": len(a), "same_label": round(float(same), 4), "max_score_diff": round(float(diff), 4)}

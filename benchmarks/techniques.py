@@ -2,7 +2,8 @@
 
     python -m benchmarks.throughput --techniques
 
-Forward-pass choices (autograd mode, attention kernel) are timed with the limit's own loop; the batch window (how
+Forward-pass choices (autograd mode, attention kernel, float32 or bfloat16 at each token budget) are timed with
+the limit's own loop; the batch window (how
 many rows are sorted by length together) with lakelabel's text-classification operator in this process; the
 placement of the model on the cores (one actor with every core's threads, one single-threaded actor per core, a
 second batch queued per actor) with ``lakelabel run`` end to end. Classification, MiniLM, the benchmark corpus.
@@ -23,6 +24,22 @@ from benchmarks import baselines, job
 from operators import OperatorConfig, operator_class
 
 WINDOWS = (64, 256, 1024)
+BUDGETS = (1024, 2048, 4096, 8192)
+
+
+def dtype_budgets(model: Path, corpus: list[str], *, threads: int = 1) -> Iterator[tuple[str, float]]:
+    """The forward at each token budget in float32 and in bfloat16, on ``threads`` threads (an actor's one)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for dtype in (torch.float32, torch.bfloat16):
+            forward = baselines.Forward(model, "classification", dtype=dtype)
+            forward.run(corpus[:16], rows=16, budget=None)  # warm-up
+            for budget in BUDGETS:
+                rate = len(corpus) / forward.run(corpus, rows=None, budget=budget)
+                yield f"forward, {str(dtype).removeprefix('torch.')}, {budget}-token budget, {threads} thread(s)", rate
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _forward_variants(model: Path, corpus: list[str]) -> list[tuple[str, float]]:
@@ -74,5 +91,6 @@ def measure(model: Path, corpus: list[str], source: Path, work: Path) -> list[tu
     sample = baselines.sample(corpus, 5)
     found = _forward_variants(model, sample)
     found += list(_window_variants(model, sample))
+    found += list(dtype_budgets(model, sample))
     found += list(_placements(model, source, work))
     return found

@@ -26,7 +26,6 @@ from benchmarks import baselines, job
 from benchmarks.baselines import Result
 from benchmarks.corpus import texts, write_shards
 from benchmarks.models import minilm, minilm_classifier, tiny_classifier
-from jobs.spec import load_spec
 
 SHARDS = 15
 DAFT_BATCHES = (1, 8, 32)
@@ -49,8 +48,10 @@ def _machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), torch {torch.__version__} with {torch.get_num_threads()} threads"
 
 
-def compare(task: str, rows: int, work: Path, *, tiny: bool, sweep_every: int, step: dict[str, Any]) -> list[Result]:
-    """(a) to (d) for one task over ``rows`` texts."""
+def compare(
+    task: str, rows: int, work: Path, *, tiny: bool, sweep_every: int, step: dict[str, Any], skip: tuple[str, ...] = ()
+) -> list[Result]:
+    """(a) to (f) for one task over ``rows`` texts, and the bfloat16 rows unless ``skip`` names them."""
     model = _model(task, work, tiny=tiny)
     corpus = texts(rows)
     counts = baselines.token_counts(model, corpus)
@@ -59,32 +60,78 @@ def compare(task: str, rows: int, work: Path, *, tiny: bool, sweep_every: int, s
     write_shards(source, rows, shard_rows=-(-rows // SHARDS))
     results = [baselines.limit(model, task, corpus, tokens, sweep_every=sweep_every)]
     _progress(task, results[-1])
-    loop_texts = baselines.sample(corpus, 5)
-    loop_tokens = sum(baselines.sample(counts, 5))
-    results.append(baselines.pipeline_loop(model, task, loop_texts, loop_tokens))
-    _progress(task, results[-1])
-    recipe = job.recipe(task, model, source, work / f"{task}-{rows}" / "recipe")
-    results.append(Result("c. Ray Data recipe", rows, tokens, recipe.seconds, "cores - 1 actors, start-up included"))
-    _progress(task, results[-1])
+    if "pipeline" not in skip:
+        loop_texts = baselines.sample(corpus, 5)
+        loop_tokens = sum(baselines.sample(counts, 5))
+        results.append(baselines.pipeline_loop(model, task, loop_texts, loop_tokens))
+        _progress(task, results[-1])
+    if "recipe" not in skip:
+        recipe = job.recipe(task, model, source, work / f"{task}-{rows}" / "recipe")
+        results.append(
+            Result("c. Ray Data recipe", rows, tokens, recipe.seconds, "cores - 1 actors, start-up included")
+        )
+        _progress(task, results[-1])
     spec = job.job_file(source.parent, task, model, source, step=step)
     run, manifest = job.lakelabel(spec)
     steady, steady_rows = job.steady_rows_per_s(manifest)
     steady_tokens = round(tokens * steady_rows / rows)
-    how = ", ".join(f"{key}: {value}" for key, value in step.items())
-    extra = {"peak_bytes": run.peak_bytes, "step": step}
+    actors = manifest["steps"][0]["actors"]
+    how = ", ".join(f"{key}: {value}" for key, value in step.items()) or "no concurrency, no batch_size"
+    how += f" ({actors} actor(s))"
+    extra = {"peak_bytes": run.peak_bytes, "step": step, "actors": actors}
     results.append(Result("d. lakelabel, steady state", steady_rows, steady_tokens, steady_rows / steady, how, extra))
     results.append(Result("d. lakelabel, start-up included", rows, tokens, run.seconds, "`lakelabel run`"))
     _progress(task, results[-1])
-    actors = load_spec(spec).steps[0].concurrency[1]
-    fixed = _fixed_cost(task, model, work / f"{task}-fixed", step=step, actors=actors, limit=results[0], tokens=tokens)
-    results.append(fixed)
-    _progress(task, results[-1])
-    if job.DAFT_PYTHON.exists():
+    if "fixed" not in skip:
+        fixed = _fixed_cost(task, model, work / f"{task}-fixed", step=step, actors=actors, limit=results[0])
+        results.append(fixed)
+        _progress(task, results[-1])
+    if "daft" in skip:
+        pass
+    elif job.DAFT_PYTHON.exists():
         results.append(daft_best(task, model, source, work / f"{task}-{rows}" / "daft", rows=rows, tokens=tokens))
         _progress(task, results[-1])
     else:
         print(f"  {task}: f. Daft: not measured ({job.DAFT_PYTHON} is missing; `make bench` creates it)")
+    if "bfloat16" not in skip:
+        results += _bfloat16(
+            task, model, corpus, tokens, source=source, float32_job=spec, step=step, sweep_every=sweep_every
+        )
     return results
+
+
+def _bfloat16(
+    task: str,
+    model: Path,
+    corpus: list[str],
+    tokens: int,
+    *,
+    source: Path,
+    float32_job: Path,
+    step: dict[str, Any],
+    sweep_every: int,
+) -> list[Result]:
+    """(g) the limit and lakelabel in bfloat16, and how close lakelabel's bfloat16 output is to its float32 one."""
+    limit = baselines.limit(model, task, corpus, tokens, sweep_every=sweep_every, dtype="bfloat16")
+    limit.name = "g. limit in bfloat16: forward only"
+    _progress(task, limit)
+    (source.parent / "bfloat16").mkdir(parents=True, exist_ok=True)
+    spec = job.job_file(source.parent / "bfloat16", task, model, source, step={**step, "dtype": "bfloat16"})
+    run, manifest = job.lakelabel(spec)
+    steady, steady_rows = job.steady_rows_per_s(manifest)
+    agreement = job.agreement(task, job.output_dir(float32_job), job.output_dir(spec))
+    detail = ", ".join(f"{key} {value:g}" for key, value in agreement.items())
+    extra = {"agreement": agreement, "step": {**step, "dtype": "bfloat16"}}
+    steady_tokens = round(tokens * steady_rows / len(corpus))
+    found = [
+        limit,
+        Result(
+            "g. lakelabel in bfloat16, steady state", steady_rows, steady_tokens, steady_rows / steady, detail, extra
+        ),
+        Result("g. lakelabel in bfloat16, start-up included", len(corpus), tokens, run.seconds, "`lakelabel run`"),
+    ]
+    _progress(task, found[1])
+    return found
 
 
 def daft_best(task: str, model: Path, source: Path, work: Path, *, rows: int, tokens: int) -> Result:
@@ -135,25 +182,23 @@ def sizes(task: str, row_counts: list[int], work: Path, *, tiny: bool, step: dic
     return found
 
 
-def _fixed_cost(
-    task: str, model: Path, work: Path, *, step: dict[str, Any], actors: int, limit: Result, tokens: int
-) -> Result:
+def _fixed_cost(task: str, model: Path, work: Path, *, step: dict[str, Any], actors: int, limit: Result) -> Result:
     """What a job costs besides its rows, and the best any Ray job could do with start-up included.
 
     The bare cost is a Ray Data job that only starts Ray and loads the model on each actor (``benchmarks.floor``);
-    ``lakelabel run`` over one row per actor is shown beside it.
+    ``lakelabel run`` over one row per actor, with the measured job's pool, is shown beside it.
     """
-    bare = job.floor(task, model).seconds
+    bare = job.floor(task, model, actors=actors).seconds
     source = work / "in"
     write_shards(source, actors, shard_rows=1)
-    fixed, _ = job.lakelabel(job.job_file(work, task, model, source, step=step))
+    fixed, _ = job.lakelabel(job.job_file(work, task, model, source, step={**step, "concurrency": actors}))
     seconds = limit.rows / limit.rows_per_s + bare
     detail = (
         f"the limit's time for {limit.rows} rows plus {bare:.1f} s for Ray's start, {actors} actor(s) loading the "
         f"model and Ray's stop (`lakelabel run` over {actors} row(s): {fixed.seconds:.1f} s)"
     )
     extra = {"bare_seconds": bare, "lakelabel_fixed_seconds": fixed.seconds}
-    return Result("e. ceiling with start-up for any Ray job", limit.rows, tokens, seconds, detail, extra)
+    return Result("e. ceiling with start-up for any Ray job", limit.rows, limit.tokens, seconds, detail, extra)
 
 
 def _progress(task: str, result: Result) -> None:
@@ -222,8 +267,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--step",
         type=json.loads,
-        default={"concurrency": os.cpu_count() or 1},
-        help="lakelabel step fields as JSON (default: one single-threaded actor per core, batch_size unset)",
+        default={},
+        help="lakelabel step fields as JSON (default: none, as a user writes it: pools and batches sized)",
+    )
+    parser.add_argument(
+        "--skip",
+        nargs="+",
+        default=[],
+        choices=["pipeline", "recipe", "fixed", "daft", "bfloat16"],
+        help="contenders left out of the comparison",
     )
     parser.add_argument("--techniques", action="store_true", help="measure the choices behind the defaults instead")
     parser.add_argument("--memory", action="store_true", help="peak memory at --memory-rows instead")
@@ -252,7 +304,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"largest / smallest peak: {max(peaks) / min(peaks):.3f}")
     else:
         for task in args.tasks:
-            results = compare(task, args.rows, work, tiny=args.tiny, sweep_every=args.sweep_every, step=args.step)
+            results = compare(
+                task,
+                args.rows,
+                work,
+                tiny=args.tiny,
+                sweep_every=args.sweep_every,
+                step=args.step,
+                skip=tuple(args.skip),
+            )
             print(render(task, results), flush=True)
             report[task] = [{**vars(r), "rows_per_s": r.rows_per_s, "tokens_per_s": r.tokens_per_s} for r in results]
     if args.json:

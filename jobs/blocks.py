@@ -22,15 +22,18 @@ MIN_BATCH_ROWS = 16
 BATCHES_PER_ACTOR = 4
 
 
-def batch_rows(step: StepSpec, operator: Operator, shard_rows: list[int]) -> int:
-    """Rows per batch of ``step`` over shards of ``shard_rows`` rows.
+def batch_rows(step: StepSpec, operator: Operator, shard_rows: list[int], *, actors: int | None = None) -> int:
+    """Rows per batch of ``step`` over shards of ``shard_rows`` rows, for a pool of at most ``actors`` actors.
 
     The step's ``batch_size`` when set; else the operator's default, capped so each of the step's actors gets at
-    least ``BATCHES_PER_ACTOR`` batches, then fitted to the largest shard.
+    least ``BATCHES_PER_ACTOR`` batches, then fitted to the largest shard. ``actors`` defaults to the step's own
+    ``concurrency`` (one actor when unset).
     """
     if step.batch_size:
         return step.batch_size
-    share = -(-sum(shard_rows) // (BATCHES_PER_ACTOR * step.concurrency[1]))
+    if actors is None:
+        actors = step.concurrency[1] if step.concurrency else 1
+    share = -(-sum(shard_rows) // (BATCHES_PER_ACTOR * actors))
     rows = max(MIN_BATCH_ROWS, min(operator.batch_size, share))
     shard = max(shard_rows, default=0)
     if shard <= 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from jobs.lease import LeaseHeldError
@@ -91,10 +92,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return pe
         logging.getLogger().handlers[0].addFilter(console_filter(verbose=getattr(args, "verbose", True)))
     try:
         if args.command == "plan":
-            from jobs.plan import make_plan  # noqa: PLC0415 - plan never imports Ray
-
-            print(make_plan(load_spec(args.job)).render())  # noqa: T201
-            return 0
+            return _plan(args.job)
         if args.command == "status":
             from jobs.status import output_status  # noqa: PLC0415
 
@@ -115,6 +113,20 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return pe
     except (SpecError, ShardError, ModelLoadError, OutputExistsError, LeaseHeldError, OSError) as exc:
         print(f"lakelabel: error: {redact(str(exc))}", file=sys.stderr)  # noqa: T201
         return 2
+
+
+def _plan(job: str) -> int:
+    """Print the plan, its pools sized for RAY_ADDRESS's cluster when set, else for this machine."""
+    from jobs.plan import make_plan  # noqa: PLC0415 - plan imports Ray only to ask RAY_ADDRESS's cluster
+
+    plan = make_plan(load_spec(job))
+    machine = None
+    if os.environ.get("RAY_ADDRESS"):
+        from jobs.runner import cluster_machine  # noqa: PLC0415
+
+        machine = cluster_machine()
+    print(plan.render(machine))  # noqa: T201
+    return 0
 
 
 if __name__ == "__main__":

@@ -6,13 +6,13 @@ columns are reported by path before any model is loaded.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from jobs.blocks import batch_rows
+from jobs.blocks import BATCHES_PER_ACTOR, batch_rows
 from jobs.lake import Sink, Source, open_sink, open_source
 from jobs.layout import unsafe_key
+from jobs.pools import Machine, Pool, cpu_slots, size_pools
 from jobs.provenance import spec_hash
 from jobs.shards import Quarantined, Shard, ShardError, inspect_shards, refuse
 from jobs.units import Part, Unit, bundle, split_parts
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import fsspec
 
     from jobs.layout import Layout
-    from jobs.spec import JobSpec
+    from jobs.spec import JobSpec, StepSpec
 
 
 @dataclass(frozen=True)
@@ -66,29 +66,43 @@ class Plan:
         )
         return bundle(parts, bundle_bytes=self.spec.bundle_bytes, bundle_rows=batch)
 
-    def cpu_slots(self) -> int:
-        """CPU slots the job needs to make progress: one per actor of every pool at its minimum, plus one for tasks."""
-        slots = 1
-        for step, operator in zip(self.spec.steps, self.operators, strict=True):
-            cpus = step.num_cpus if step.num_cpus is not None else operator.resources().num_cpus
-            slots += step.concurrency[0] * math.ceil(cpus)
-            preparer = operator.preparer()
-            if preparer is not None:
-                slots += int(preparer.resources().num_cpus)
-        return slots
+    def pools(self, machine: Machine, *, rows: int | None = None) -> list[Pool]:
+        """Each step's model pool on ``machine``: the step's ``concurrency``, else sized (``jobs/pools.py``).
+
+        Sized for ``rows`` rows (default: every shard's).
+        """
+        return size_pools(self.spec.steps, self.operators, machine, rows=self.rows if rows is None else rows)
+
+    def cpu_slots(self, pools: list[Pool]) -> int:
+        """CPU slots the job needs to make progress: every pool at its minimum, plus one for reads and writes."""
+        return cpu_slots(pools, self.operators)
+
+    def batch_sizes(self, pools: list[Pool]) -> list[int]:
+        """Rows per batch of each step, for its pool (``jobs/blocks.py``)."""
+        rows = [shard.rows for shard in self.shards]
+        return [
+            batch_rows(step, operator, rows, actors=pool.high)
+            for step, operator, pool in zip(self.spec.steps, self.operators, pools, strict=True)
+        ]
 
     def output_columns(self, shard: Shard) -> list[str]:
         """A shard's output columns in order: its own (or the selected ones), each step's, the error column."""
         own = list(self.spec.input_columns) if self.spec.input_columns else shard.schema.names
         return [*own, *(step.output for step in self.spec.steps), ERROR_COLUMN]
 
-    def render(self) -> str:
-        """The plan as text: shards with rows and bytes, steps with columns, types and resources."""
+    def render(self, machine: Machine | None = None) -> str:
+        """The plan as text: shards with rows and bytes, steps with columns, types, pools and batch sizes.
+
+        Pools are sized for ``machine`` (default: the local Ray a run would start on this machine).
+        """
         spec = self.spec
         done = self.done_keys()
         parts = self.parts()
         pending = {part.path for part in parts if part.key not in done}
         units = self.units([part for part in parts if part.key not in done])
+        machine = machine or Machine.local()
+        pools = self.pools(machine)
+        batches = self.batch_sizes(pools)
         lines = [
             f"job {spec.name}",
             f"input  {self.source.label}: {len(self.shards)} shard(s), {self.rows} rows, "
@@ -103,23 +117,26 @@ class Plan:
         if self.quarantined:
             lines.append(f"quarantined: {len(self.quarantined)} shard(s) left out (on_error: record)")
             lines += [f"  {item.path}: {item.reason}" for item in self.quarantined]
-        for index, (step, operator) in enumerate(zip(spec.steps, self.operators, strict=True)):
-            wants = operator.resources()
-            gpus = step.num_gpus if step.num_gpus is not None else f"{wants.num_gpus:g} if the cluster has GPUs"
-            cpus = step.num_cpus if step.num_cpus is not None else wants.num_cpus
+        lines.append(f"pools sized for {machine.label}")
+        steps = zip(spec.steps, self.operators, pools, batches, strict=True)
+        for index, (step, operator, pool, batch) in enumerate(steps):
             reads = ", ".join(operator.columns())
             lines.append(f"step {index} {step.task}: {reads} -> {step.output} [{_type_name(operator)}]")
             preparer = operator.preparer()
             if preparer is not None:
                 lines.append(
                     f"  stage prepare ({type(preparer).__name__}, decodes {operator.input_kind}): "
-                    f"actors 1..{step.concurrency[1]}, cpus {preparer.resources().num_cpus:g} per actor, gpus 0"
+                    f"actors 1..{pool.high}, cpus {preparer.resources().num_cpus:g} per actor, gpus 0"
                 )
-            batch = batch_rows(step, operator, [shard.rows for shard in self.shards])
+            wants = operator.resources().num_gpus
+            gpus = f"{pool.gpus:g}" + (
+                " (the cluster has no GPUs)" if wants and not pool.gpus and step.num_gpus is None else ""
+            )
             lines.append(
                 f"  stage model {step.model}\n"
-                f"    batch_size {batch}, actors {step.concurrency[0]}..{step.concurrency[1]}, "
-                f"cpus {cpus:g} per actor, gpus {gpus}"
+                f"    batch_size {batch}, actors {pool.range}, cpus {pool.cpus:g} per actor, gpus {gpus}\n"
+                f"    actors: {pool.reason}\n"
+                f"    batch_size: {_batch_reason(step, operator, pool, self.rows)}"
             )
         lines.append(f"errors -> {ERROR_COLUMN} [{ERROR_TYPE}]")
         lines.append(f"output {self.sink.label} (mode {spec.output_mode}, on_error {spec.on_error})")
@@ -147,6 +164,15 @@ def _units_line(units: list[Unit], bundle_bytes: int, split_bytes: int) -> str:
         f"units  {len(units)} commit unit(s) to process: {bundles} bundle(s) of small files "
         f"(input.bundle_bytes {bundle_bytes}), {ranges} row-group range(s) of big files "
         f"(input.split_bytes {split_bytes}), {len(units) - bundles - ranges} whole file(s)"
+    )
+
+
+def _batch_reason(step: StepSpec, operator: Operator, pool: Pool, rows: int) -> str:
+    if step.batch_size:
+        return "set by the step"
+    return (
+        f"unset: the operator's {operator.batch_size} rows, lowered to give each of {pool.high} actor(s) at least "
+        f"{BATCHES_PER_ACTOR} of the job's {rows} rows' batches, fitted to whole shards or even parts of one"
     )
 
 

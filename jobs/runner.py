@@ -16,11 +16,15 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -52,6 +56,7 @@ from jobs.commit import (
 from jobs.isolation import died, died_preparing, run_isolating
 from jobs.lease import hold
 from jobs.plan import Plan, make_plan
+from jobs.pools import IO_SLOTS, Machine, Pool, cpu_slots, size_pools
 from jobs.progress import ProgressDisplay, Snapshot
 from jobs.reading import read_unit
 from jobs.runlog import RunLog, quiet_worker, route_logs
@@ -70,7 +75,7 @@ if TYPE_CHECKING:
     from jobs.units import Part, Unit
     from operators.core.base import Preparer
 
-__all__ = ["JobFailedError", "OutputExistsError", "connect", "run_job"]
+__all__ = ["JobFailedError", "OutputExistsError", "cluster_machine", "connect", "run_job"]
 
 log = logging.getLogger("lakelabel")
 
@@ -129,6 +134,9 @@ class _Collector:
         if node not in step.nodes:
             step.nodes = sorted([*step.nodes, node])
 
+    def actor_ready(self, name: str) -> None:
+        self.steps[name].actors += 1
+
     def unreadable_shard(self, index: int, reason: str) -> None:
         self.unreadable.setdefault(index, reason)
 
@@ -178,6 +186,7 @@ class _StepWorker:
         self.collector = collector
         use_cpus(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))
         self.operator.setup()
+        ray.get(collector.actor_ready.remote(operator.config.output))
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         start = time.perf_counter()
@@ -293,9 +302,34 @@ def connect(min_cpus: int = 1, *, verbose: bool = False) -> None:
         log.info("attaching to the Ray cluster at %s", address)
         ray.init(address=address, log_to_driver=verbose)
         return
-    cpus = max(os.cpu_count() or 1, min_cpus)
+    cpus = max((os.cpu_count() or 1) + IO_SLOTS, min_cpus)
     log.info("starting a local Ray with %d CPU slot(s)", cpus)
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=verbose)
+
+
+def cluster_machine() -> Machine:
+    """The connected Ray's CPU and GPU slots, for sizing the steps' pools (``jobs/pools.py``); connects if needed.
+
+    A Ray of this machine alone counts at most one slot per core plus ``IO_SLOTS``, however many slots it was
+    started with: more single-threaded actors than cores would only take turns on them.
+    """
+    connect()
+    resources = ray.cluster_resources()
+    cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+    address = os.environ.get("RAY_ADDRESS")
+    nodes = [node["NodeID"] for node in ray.nodes() if node.get("Alive")]
+    label = f"the Ray cluster at {address}" if address else "the local Ray"
+    label += f": {cpus:g} CPU slot(s)" + (f", {gpus:g} GPU(s)" if gpus else "") + f" on {len(nodes)} node(s)"
+    cores = (os.cpu_count() or 1) + IO_SLOTS
+    if nodes == [ray.get_runtime_context().get_node_id()] and cpus > cores:
+        label += f", counted as {cores} (this machine's {cores - IO_SLOTS} cores + {IO_SLOTS} for I/O)"
+        cpus = cores
+    return Machine(cpus=cpus, gpus=gpus, label=label)
+
+
+def _sized(plan: Plan, rows: int) -> list[Pool]:
+    """Each step's pool on the connected cluster, for the ``rows`` this run processes."""
+    return plan.pools(cluster_machine(), rows=rows)
 
 
 def worker_logs() -> str:
@@ -319,25 +353,19 @@ def _ray_data_console(*, verbose: bool) -> Iterator[None]:
         context.enable_progress_bars = previous
 
 
-def _gpus(step_gpus: float | None, operator: Operator) -> float:
-    if step_gpus is not None:
-        return step_gpus
-    has_gpus = ray.cluster_resources().get("GPU", 0) > 0
-    return operator.resources().num_gpus if has_gpus else 0.0
-
-
 def _pipeline(plan: Plan, units: list[Unit], table: Units, collector: Any, *, verbose: bool) -> ray.data.Dataset:
     spec = plan.spec
     # Reads and staging run a bounded number of tasks at a time, like the model pools: memory stays flat
     # however many shards the job has.
-    io_tasks = max(2, *(step.concurrency[1] for step in spec.steps))
+    pools = _sized(plan, sum(unit.rows for unit in units))
+    io_tasks = max(2, *(pool.high for pool in pools))
     rows = [unit.rows for unit in units]
     reads = max(1, min(io_tasks, len(units)))  # one read task per commit unit
     dataset = ray.data.read_datasource(_UnitSource(plan, units, collector), num_cpus=_IO_CPUS, concurrency=reads)
     batch = 1
-    for step, operator in zip(spec.steps, plan.operators, strict=True):
-        low, high = step.concurrency
-        batch = batch_rows(step, operator, rows)
+    for step, operator, pool in zip(spec.steps, plan.operators, pools, strict=True):
+        low, high = pool.low, pool.high
+        batch = batch_rows(step, operator, rows, actors=high)
         preparer = operator.preparer()
         if preparer is not None:
             dataset = dataset.map_batches(
@@ -349,7 +377,7 @@ def _pipeline(plan: Plan, units: list[Unit], table: Units, collector: Any, *, ve
                 num_cpus=preparer.resources().num_cpus,
                 num_gpus=0,
             )
-        gpus = _gpus(step.num_gpus, operator)
+        gpus = pool.gpus
         # A CPU actor computes for seconds per batch: a second batch queued on it would wait while another actor
         # idles. A GPU actor keeps Ray's prefetch, so its next batch is there when the current one ends.
         in_flight = None if gpus else 1
@@ -359,7 +387,7 @@ def _pipeline(plan: Plan, units: list[Unit], table: Units, collector: Any, *, ve
             batch_format="pyarrow",
             batch_size=batch,
             compute=ActorPoolStrategy(min_size=low, max_size=high, max_tasks_in_flight_per_actor=in_flight),
-            num_cpus=step.num_cpus if step.num_cpus is not None else operator.resources().num_cpus,
+            num_cpus=pool.cpus,
             num_gpus=gpus,
         )
     layout = plan.layout
@@ -541,13 +569,27 @@ def run_job(spec: JobSpec, *, verbose: bool = False, wait: float = 0.0) -> RunSu
     run's log file, progress and warnings; Ray's and the models' own output goes to the log file unless ``verbose``.
     The run holds the output's lease throughout (``jobs/lease.py``): a second run of the output refuses, or waits up
     to ``wait`` seconds for it. Log records and the error a run ends with carry no credentials (``jobs/redact.py``).
+    Ray starts (or is attached to) while the plan reads the shards' footers.
     """
     redact.install()
     started = time.perf_counter()
     before = request_counts()  # this process's requests; workers report theirs (jobs/storage.py counts them)
-    plan = make_plan(spec)
-    with hold(plan.layout, uri=spec.output_uri, seconds=spec.lease_seconds, wait=wait):
-        summary, workers = _run_held(plan, started, before, verbose=verbose)
+    handle, name = tempfile.mkstemp(prefix="lakelabel-start-", suffix=".log")
+    os.close(handle)
+    early = Path(name)
+    try:
+        with route_logs(early, verbose=verbose), ThreadPoolExecutor(1, thread_name_prefix="lakelabel-plan") as planner:
+            planning = planner.submit(make_plan, spec)
+            try:
+                connect(min_cpus=_local_slots(spec), verbose=verbose)
+            except BaseException:
+                planning.cancel()
+                raise
+            plan = planning.result()
+        with hold(plan.layout, uri=spec.output_uri, seconds=spec.lease_seconds, wait=wait):
+            summary, workers = _run_held(plan, started, before, early, verbose=verbose)
+    finally:
+        early.unlink(missing_ok=True)
     # The summary's count ends here, the lease released and the log published; the manifest's ends before its write.
     summary.requests = _merged(workers, requests_since(before))
     return summary
@@ -560,8 +602,14 @@ def _merged(*counts: dict[str, int]) -> dict[str, int]:
     return total
 
 
+def _local_slots(spec: JobSpec) -> int:
+    """CPU slots a local Ray needs for ``spec``'s set pools (unset ones are sized to what it gets)."""
+    operators = [step.operator() for step in spec.steps]
+    return cpu_slots(size_pools(spec.steps, operators, Machine.local(), rows=0), operators)
+
+
 def _run_held(
-    plan: Plan, started: float, before: dict[str, int], *, verbose: bool
+    plan: Plan, started: float, before: dict[str, int], early: Path, *, verbose: bool
 ) -> tuple[RunSummary, dict[str, int]]:
     spec = plan.spec
     state = prepare(plan)
@@ -575,6 +623,9 @@ def _run_held(
         quarantined=[(item.path, item.reason) for item in plan.quarantined],
     )
     run_log = RunLog.for_run(plan.layout.fs, plan.layout.root, state.run_id, spec.name)
+    Path(run_log.local).parent.mkdir(parents=True, exist_ok=True)
+    with early.open("rb") as source, Path(run_log.local).open("ab") as target:
+        shutil.copyfileobj(source, target)  # Ray's start-up records, logged while the plan was made
     try:
         with route_logs(run_log.local, verbose=verbose), _ray_data_console(verbose=verbose):
             _run(plan, state, summary, run_log, verbose=verbose)
@@ -609,8 +660,9 @@ def _run(plan: Plan, state: RunState, summary: RunSummary, run_log: RunLog, *, v
     if not state.pending:
         log.info("job %s run %s: %s; log: %s", plan.spec.name, state.run_id, to_do, run_log.shown, extra=console)
         return
-    needed = plan.cpu_slots()
-    connect(min_cpus=needed, verbose=verbose)
+    connect(min_cpus=_local_slots(plan.spec), verbose=verbose)
+    pools = _sized(plan, summary.rows_in)
+    needed = plan.cpu_slots(pools)
     log.info("job %s run %s: %s (%d rows); log: %s; Ray's worker logs: %s", plan.spec.name, state.run_id,
              to_do, summary.rows_in, run_log.shown, worker_logs(), extra=console)  # fmt: skip
     available = ray.cluster_resources().get("CPU", 0)
@@ -620,6 +672,9 @@ def _run(plan: Plan, state: RunState, summary: RunSummary, run_log: RunLog, *, v
             available,
             needed,
         )
+    for step, pool in zip(plan.spec.steps, pools, strict=True):
+        log.info("step %s: %s actor(s) with %g CPU(s) and %g GPU(s) each: %s", step.output, pool.range, pool.cpus,
+                 pool.gpus, pool.reason)  # fmt: skip
     records = _process(plan, state, summary, verbose=verbose)
     plan.layout.remove(plan.layout.staging_root, recursive=True)  # what is left belongs to no shard
     summary.shards_processed = len({record.input for record in records})

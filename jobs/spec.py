@@ -82,7 +82,8 @@ class StepSpec:
     """Rows per batch; ``None``: sized by ``jobs.blocks.batch_rows``."""
     num_gpus: float | None = None
     num_cpus: float | None = None
-    concurrency: tuple[int, int] = (1, 1)
+    concurrency: tuple[int, int] | None = None
+    """Actors ``(min, max)``; ``None``: sized to the cluster by ``jobs.pools.size_pools``."""
     device: str = "auto"
     dtype: str = "auto"
     revision: str | None = None

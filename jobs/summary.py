@@ -16,6 +16,8 @@ class StepStats:
     row_errors: int = 0
     busy_seconds: float = 0.0
     batches: int = 0
+    actors: int = 0
+    """Model actors of the step that loaded the model."""
     nodes: list[str] = field(default_factory=list)
     first_batch_at: float = 0.0
     first_batch_rows: int = 0

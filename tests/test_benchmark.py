@@ -29,6 +29,11 @@ NAMES = [
     "d. lakelabel, start-up included",
     "e. ceiling with start-up for any Ray job",
 ]
+BFLOAT16 = [
+    "g. limit in bfloat16: forward only",
+    "g. lakelabel in bfloat16, steady state",
+    "g. lakelabel in bfloat16, start-up included",
+]
 
 
 def _harness(*args: str) -> dict:
@@ -106,7 +111,7 @@ def test_the_harness_prints_all_four_side_by_side(tmp_path: Path) -> None:
     report = _harness(*args, "--step", step)
     results = report["classification"]
     daft = DAFT_PYTHON.exists()  # row (f) runs where `make bench` has made Daft's environment
-    assert [r["name"] for r in results] == NAMES + (["f. Daft, start-up included"] if daft else [])
+    assert [r["name"] for r in results] == NAMES + (["f. Daft, start-up included"] if daft else []) + BFLOAT16
     assert all(r["rows_per_s"] > 0 and r["tokens_per_s"] > 0 for r in results)
     assert [r["rows"] for r in results[:3]] == [48, 10, 48]  # the pipeline() loop runs over every fifth text
     assert 0 < results[3]["rows"] < 48  # steady state leaves out the first batch
@@ -117,6 +122,10 @@ def test_the_harness_prints_all_four_side_by_side(tmp_path: Path) -> None:
     ceiling = results[5]
     assert ceiling["extra"]["bare_seconds"] > 0
     assert ceiling["seconds"] > results[0]["seconds"]  # the limit's time plus Ray's fixed cost
+    agreement = results[-2]["extra"]["agreement"]
+    assert agreement["rows"] == 48
+    assert 0 <= agreement["same_label"] <= 1
+    assert agreement["max_score_diff"] >= 0
     fixed_out = tmp_path / "classification-fixed" / "out"
     assert sum(pq.read_table(path).num_rows for path in fixed_out.glob("part-*.parquet")) == 1  # one row per actor
     if daft:

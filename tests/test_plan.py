@@ -9,6 +9,7 @@ import pytest
 
 from jobs.cli import main
 from jobs.plan import make_plan
+from jobs.pools import Machine
 from jobs.shards import ShardError
 from jobs.spec import parse_spec
 from tests.conftest import write_parquet
@@ -48,11 +49,12 @@ def test_plan_lists_shards_rows_and_bytes_without_loading_models(tmp_path: Path)
         (str(second), 1, second.stat().st_size),
     ]
     assert plan.rows == 4
-    text = plan.render()
+    text = plan.render(Machine(cpus=3, gpus=0, label="two cores"))
     assert f"{first}  3 rows  {first.stat().st_size} bytes" in text
     assert "text -> label [struct<label: string, score: float>]" in text
-    assert "gpus 1 if the cluster has GPUs" in text
-    assert "gpus 0.0" in text
+    assert "pools sized for two cores" in text
+    assert "gpus 0 (the cluster has no GPUs)" in text  # the first step would take a GPU
+    assert "cpus 1 per actor, gpus 0\n" in text  # the second step's num_gpus: 0
     assert not (tmp_path / "out").exists()
 
 

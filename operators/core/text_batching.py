@@ -21,6 +21,9 @@ TOKEN_BUDGET = 8192
 CPU_TOKEN_BUDGET = 2048
 """On CPU, small micro-batches run fastest (MiniLM, 2 cores: 52 rows/s at 2,048 tokens, 39 at 8,192)."""
 
+CPU_BFLOAT16_TOKEN_BUDGET = 2048
+"""On CPU in bfloat16 (AVX-512 BF16 / AMX kernels): see docs/throughput.md for the sweep behind it."""
+
 GPU_TOKEN_BUDGET = 16384
 """On a GPU, large micro-batches keep it busy."""
 
@@ -49,9 +52,11 @@ def length_sorted_chunks(
         yield chunk
 
 
-def token_budget(device: torch.device) -> int:
-    """Padded tokens per micro-batch for a forward pass on ``device``."""
-    return CPU_TOKEN_BUDGET if device.type == "cpu" else GPU_TOKEN_BUDGET
+def token_budget(device: torch.device, dtype: torch.dtype = torch.float32) -> int:
+    """Padded tokens per micro-batch for a forward pass on ``device`` in ``dtype``."""
+    if device.type != "cpu":
+        return GPU_TOKEN_BUDGET
+    return CPU_BFLOAT16_TOKEN_BUDGET if dtype == torch.bfloat16 else CPU_TOKEN_BUDGET
 
 
 def forward_rows(
@@ -61,17 +66,20 @@ def forward_rows(
     device: torch.device,
     *,
     trim: bool = False,
+    dtype: torch.dtype = torch.float32,
 ) -> list[torch.Tensor]:
     """Run ``run`` over unpadded ``encodings`` in length-sorted micro-batches; one float32 CPU tensor per row.
 
-    ``run`` receives padded model inputs on ``device`` and returns a tensor whose first dimension is the row.
-    With ``trim``, per-token outputs are cut back to each row's own tokens (padding removed).
+    ``run`` receives padded model inputs on ``device`` and returns a tensor whose first dimension is the row; a
+    model in ``dtype`` (bfloat16, float16) gets that dtype's token budget, and its outputs come back as float32, so
+    what is computed from them (pooling, softmax, scores) is float32. With ``trim``, per-token outputs are cut back
+    to each row's own tokens (padding removed).
     """
     keys = [key for key in _MODEL_KEYS if key in encodings]
     lengths = [len(ids) for ids in encodings["input_ids"]]
     results: list[torch.Tensor | None] = [None] * len(lengths)
     left = tokenizer.padding_side == "left"
-    for chunk in length_sorted_chunks(lengths, token_budget=token_budget(device)):
+    for chunk in length_sorted_chunks(lengths, token_budget=token_budget(device, dtype)):
         features = [{key: encodings[key][i] for key in keys} for i in chunk]
         padded = tokenizer.pad(features, return_tensors="pt")
         inputs = {key: padded[key].to(device, non_blocking=True) for key in keys}

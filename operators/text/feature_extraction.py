@@ -50,7 +50,7 @@ class SentenceEncoder:
     def encode(self, texts: list[str]) -> np.ndarray:
         """One float32 vector per text, in order."""
         encodings = self.tokenizer(texts, truncation=True, max_length=self.max_length)
-        rows = forward_rows(self.tokenizer, encodings, self._pool, self.device)
+        rows = forward_rows(self.tokenizer, encodings, self._pool, self.device, dtype=self.model.dtype)
         vectors = torch.stack(rows)
         if self.normalize:
             vectors = torch.nn.functional.normalize(vectors, p=2, dim=-1)

@@ -228,7 +228,7 @@ class QuestionAnswering(Operator):
             output = self.model(**batch)
             return torch.stack([output.start_logits, output.end_logits], dim=-1)
 
-        logits = forward_rows(self.tokenizer, encodings, run, self.device, trim=True)
+        logits = forward_rows(self.tokenizer, encodings, run, self.device, trim=True, dtype=self.model.dtype)
         top_k = self.options["top_k"]
         found = [
             best_answers(

@@ -55,6 +55,8 @@ class TextClassification(Operator):
     @override
     def annotate(self, texts: list[str]) -> pa.Array:
         encodings = self.tokenizer(texts, truncation=self.options["truncation"], max_length=self.options["max_length"])
-        rows = forward_rows(self.tokenizer, encodings, lambda batch: self.model(**batch).logits, self.device)
+        rows = forward_rows(
+            self.tokenizer, encodings, lambda batch: self.model(**batch).logits, self.device, dtype=self.model.dtype
+        )
         logits = torch.stack(rows).numpy()
         return self.ranking.best(logits) if self.options["top_k"] == 1 else self.ranking.ranked(logits)

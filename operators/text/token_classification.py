@@ -98,7 +98,12 @@ class TokenClassification(Operator):
             return_special_tokens_mask=True,
         )
         logits = forward_rows(
-            self.tokenizer, encodings, lambda batch: self.model(**batch).logits, self.device, trim=True
+            self.tokenizer,
+            encodings,
+            lambda batch: self.model(**batch).logits,
+            self.device,
+            trim=True,
+            dtype=self.model.dtype,
         )
         windows: dict[int, list[dict[str, Any]]] = defaultdict(list)
         for index, text_index in enumerate(encodings["overflow_to_sample_mapping"]):

@@ -126,7 +126,9 @@ class ZeroShotClassification(Operator):
             encodings = self.tokenizer(firsts, seconds, truncation="only_first")
         except Exception:  # noqa: BLE001 - the pipeline retries untruncated when only_first cannot apply
             encodings = self.tokenizer(firsts, seconds, truncation=False)
-        rows = forward_rows(self.tokenizer, encodings, lambda batch: self.model(**batch).logits, self.device)
+        rows = forward_rows(
+            self.tokenizer, encodings, lambda batch: self.model(**batch).logits, self.device, dtype=self.model.dtype
+        )
         logits = torch.stack(rows).numpy().reshape(len(texts), count, -1)
         if self.options["multi_label"] or count == 1:
             contradiction = -1 if self.entailment == 0 else 0
