@@ -5,7 +5,7 @@
     python -m benchmarks.shapes --memory                 # one file of R rows, then one of 10 x R rows
 
 Each run is ``lakelabel run`` as its own process, timed from outside, start-up included. Requests (by kind and
-per shard) are the run's own count from the manifest (``jobs/storage.py`` counts what is sent; S3 runs only).
+per shard) are the run's own count from the manifest (``jobs/lake/storage.py`` counts what is sent; S3 runs only).
 Memory is the PSS of the job's process tree at its peak and the largest any one of its processes reached (the
 figure that says whether a worker grows with its input). The S3 endpoint is a moto server on loopback, started
 here, as the tests do. ``input.split_bytes`` is set to the size of one of the 8 files, so the big file is split

@@ -7,12 +7,12 @@ import logging
 import os
 import sys
 
-from jobs.lease import LeaseHeldError
-from jobs.redact import redact
-from jobs.runlog import console_filter
-from jobs.shards import ShardError
+from jobs.console.redact import redact
+from jobs.console.runlog import console_filter
+from jobs.lake.shards import ShardError
+from jobs.output.lease import LeaseHeldError
+from jobs.output.state import OutputExistsError
 from jobs.spec import SpecError, StorageSpec, load_spec
-from jobs.state import OutputExistsError
 from jobs.submit import add_arguments as add_submit_arguments
 from operators.core.base import ModelLoadError
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return pe
         if args.command == "plan":
             return _plan(args.job)
         if args.command == "status":
-            from jobs.status import output_status  # noqa: PLC0415
+            from jobs.console.status import output_status  # noqa: PLC0415
 
             text, complete = output_status(args.output, StorageSpec(endpoint_url=args.endpoint_url))
             print(text)  # noqa: T201

@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.runlog import route_logs
+from jobs.console.runlog import route_logs
+from jobs.lake.storage import filesystem
 from jobs.spec import JobSpec, parse_spec
-from jobs.storage import filesystem
 
 if TYPE_CHECKING:
+    from jobs.console.summary import RunSummary
     from jobs.report import ReportFiles
-    from jobs.summary import RunSummary
 
 DATA = Path(__file__).parent / "demo_data" / "texts.jsonl"
 SPEECH = Path(__file__).parent / "demo_data" / "speech"

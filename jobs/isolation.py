@@ -20,7 +20,7 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from jobs.commit import ROW_COLUMN, SHARD_COLUMN
+from jobs.output.commit import ROW_COLUMN, SHARD_COLUMN
 from operators.core.base import prepared_column
 from operators.core.columns import add_errors, set_column
 

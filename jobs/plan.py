@@ -11,17 +11,17 @@ from typing import TYPE_CHECKING
 
 from jobs.blocks import BATCHES_PER_ACTOR, batch_rows
 from jobs.lake import Sink, Source, open_sink, open_source
-from jobs.layout import unsafe_key
+from jobs.lake.shards import Quarantined, Shard, ShardError, inspect_shards, refuse
+from jobs.lake.units import Part, Unit, bundle, split_parts
+from jobs.output.layout import unsafe_key
+from jobs.output.provenance import spec_hash
 from jobs.pools import Machine, Pool, cpu_slots, size_pools
-from jobs.provenance import spec_hash
-from jobs.shards import Quarantined, Shard, ShardError, inspect_shards, refuse
-from jobs.units import Part, Unit, bundle, split_parts
 from operators import ERROR_COLUMN, ERROR_TYPE, Operator
 
 if TYPE_CHECKING:
     import fsspec
 
-    from jobs.layout import Layout
+    from jobs.output.layout import Layout
     from jobs.spec import JobSpec, StepSpec
 
 

@@ -4,8 +4,8 @@ read (one Ray read task per pending commit unit: a bundle of small files, a row-
 file; rows tagged with their part and row number) -> one actor-pool ``map_batches`` per step (plus a CPU-only one
 ahead of it for media decoding) -> a staging stage that commits each unit a batch holds whole and stages pieces of
 the others. The driver follows the staged row ranges and, as each unit's rows are all in, commits it in a small Ray
-task (one atomic write per part's Parquet file, then the unit's record object). See ``jobs/units.py``,
-``jobs/commit.py`` and ``jobs/state.py`` for the units, the exactly-once and the resume rules. Each step's
+task (one atomic write per part's Parquet file, then the unit's record object). See ``jobs/lake/units.py``,
+``jobs/output/commit.py`` and ``jobs/output/state.py`` for the units, the exactly-once and the resume rules. Each step's
 operator is shipped to its actors as a cheap config and loads its model once per actor.
 """
 
@@ -40,9 +40,16 @@ from ray.data.block import BlockMetadata
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from typing_extensions import override
 
-from jobs import redact
 from jobs.blocks import batch_rows
-from jobs.commit import (
+from jobs.console import redact
+from jobs.console.progress import ProgressDisplay, Snapshot
+from jobs.console.runlog import RunLog, quiet_worker, route_logs
+from jobs.console.summary import RunSummary, StepStats
+from jobs.isolation import died, died_preparing, run_isolating
+from jobs.lake.reading import read_unit
+from jobs.lake.shards import ShardError
+from jobs.lake.storage import StorageError, add_requests, request_counts, requests_since
+from jobs.output.commit import (
     CommitError,
     Coverage,
     RowErrorStopError,
@@ -53,26 +60,19 @@ from jobs.commit import (
     row_errors,
     stage,
 )
-from jobs.isolation import died, died_preparing, run_isolating
-from jobs.lease import hold
+from jobs.output.lease import hold
+from jobs.output.state import OutputExistsError, RunState, prepare, quarantine, write_manifest
 from jobs.plan import Plan, make_plan
 from jobs.pools import IO_SLOTS, Machine, Pool, cpu_slots, size_pools
-from jobs.progress import ProgressDisplay, Snapshot
-from jobs.reading import read_unit
-from jobs.runlog import RunLog, quiet_worker, route_logs
-from jobs.shards import ShardError
-from jobs.state import OutputExistsError, RunState, prepare, quarantine, write_manifest
-from jobs.storage import StorageError, add_requests, request_counts, requests_since
-from jobs.summary import RunSummary, StepStats
 from operators import Operator
 from operators.core.base import use_cpus
 
 if TYPE_CHECKING:
     import fsspec
 
-    from jobs.layout import Layout
+    from jobs.lake.units import Part, Unit
+    from jobs.output.layout import Layout
     from jobs.spec import JobSpec
-    from jobs.units import Part, Unit
     from operators.core.base import Preparer
 
 __all__ = ["JobFailedError", "OutputExistsError", "cluster_machine", "connect", "run_job"]
@@ -567,13 +567,14 @@ def run_job(spec: JobSpec, *, verbose: bool = False, wait: float = 0.0) -> RunSu
     Shards already done by an earlier run of the same spec are skipped (``output.mode: resume``); the manifest
     ``_SUCCESS`` is written when every shard is committed or quarantined. The console gets a start line naming the
     run's log file, progress and warnings; Ray's and the models' own output goes to the log file unless ``verbose``.
-    The run holds the output's lease throughout (``jobs/lease.py``): a second run of the output refuses, or waits up
-    to ``wait`` seconds for it. Log records and the error a run ends with carry no credentials (``jobs/redact.py``).
+    The run holds the output's lease throughout (``jobs/output/lease.py``): a second run of the output refuses, or
+    waits up to ``wait`` seconds for it. Log records and the error a run ends with carry no credentials
+    (``jobs/console/redact.py``).
     Ray starts (or is attached to) while the plan reads the shards' footers.
     """
     redact.install()
     started = time.perf_counter()
-    before = request_counts()  # this process's requests; workers report theirs (jobs/storage.py counts them)
+    before = request_counts()  # this process's requests; workers report theirs (jobs/lake/storage.py counts them)
     handle, name = tempfile.mkstemp(prefix="lakelabel-start-", suffix=".log")
     os.close(handle)
     early = Path(name)

@@ -125,7 +125,7 @@ class JobSpec:
     commit_every: int = 100
     """A table output gets a commit each time this many shards have committed (and one at the end)."""
     lease_seconds: float = 60.0
-    """How long the output's lease lives unless renewed (``jobs/lease.py``): a killed run's lease expires after it."""
+    """How long the output's lease lives unless renewed (``jobs/output/lease.py``); a killed run's lease expires."""
     bundle_bytes: int = 32 << 20
     """``input.bundle_bytes``: input files smaller than this are read and committed together, in bundles this big."""
     split_bytes: int = 256 << 20

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.commit import ShardRecord
+from jobs.output.commit import ShardRecord
 from operators import ERROR_COLUMN
 
 LABELS = ["positive", "negative", "neutral"]

@@ -9,7 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.commit import (
+from jobs.lake.reading import read_shard
+from jobs.output.commit import (
     ROW_COLUMN,
     SHARD_COLUMN,
     CommitError,
@@ -19,9 +20,8 @@ from jobs.commit import (
     commit_unit,
     stage,
 )
-from jobs.layout import Layout, remove_temporaries, write_atomic
-from jobs.provenance import spec_changes
-from jobs.reading import read_shard
+from jobs.output.layout import Layout, remove_temporaries, write_atomic
+from jobs.output.provenance import spec_changes
 from operators import ERROR_COLUMN, ERROR_TYPE
 
 LOCAL = fsspec.filesystem("file")

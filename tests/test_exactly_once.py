@@ -23,11 +23,11 @@ import pyarrow.parquet as pq
 import pytest
 import s3fs
 
-from jobs.layout import STATE
+from jobs.console.status import output_status
+from jobs.lake.storage import filesystem
+from jobs.output.layout import STATE
 from jobs.runner import run_job
 from jobs.spec import load_spec
-from jobs.status import output_status
-from jobs.storage import filesystem
 from operators import ERROR_COLUMN
 
 ROOT = Path(__file__).resolve().parents[1]

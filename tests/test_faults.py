@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.layout import STATE
+from jobs.output.layout import STATE
 from jobs.runner import JobFailedError, run_job
 from jobs.spec import parse_spec
 from tests.conftest import FAULT_FIGURES as FIGURES

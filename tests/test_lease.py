@@ -14,11 +14,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.layout import Layout
-from jobs.lease import LEASE, LeaseHeldError, acquire, read_lease
+from jobs.console.status import output_status
+from jobs.lake.storage import filesystem
+from jobs.output.layout import Layout
+from jobs.output.lease import LEASE, LeaseHeldError, acquire, read_lease
 from jobs.spec import StorageSpec
-from jobs.status import output_status
-from jobs.storage import filesystem
 from tests import fault_ops
 from tests.test_exactly_once import crash
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from jobs.cli import main
+from jobs.lake.shards import ShardError
 from jobs.plan import make_plan
 from jobs.pools import Machine
-from jobs.shards import ShardError
 from jobs.spec import parse_spec
 from tests.conftest import write_parquet
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from jobs.progress import ProgressDisplay, Snapshot, clock, render_block, render_line, step_rate
-from jobs.runlog import console_filter, route_logs
-from jobs.summary import StepStats
+from jobs.console.progress import ProgressDisplay, Snapshot, clock, render_block, render_line, step_rate
+from jobs.console.runlog import console_filter, route_logs
+from jobs.console.summary import StepStats
 from tests.conftest import write_parquet
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,11 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs.cli import main
+from jobs.console.status import output_status
+from jobs.lake.shards import ShardError
+from jobs.output.state import OutputExistsError
 from jobs.runner import JobFailedError, run_job
-from jobs.shards import ShardError
 from jobs.spec import StorageSpec, parse_spec
-from jobs.state import OutputExistsError
-from jobs.status import output_status
 from tests.test_exactly_once import assert_every_row_once, output_files, records, shard_table, write_shards
 
 LOCAL = fsspec.filesystem("file")

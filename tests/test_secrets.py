@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.layout import Layout, unsafe_key
+from jobs.console.redact import redact, redact_url
+from jobs.output.layout import Layout, unsafe_key
 from jobs.plan import make_plan
-from jobs.redact import redact, redact_url
 from jobs.spec import SpecError, load_spec, parse_spec
 
 pytestmark = pytest.mark.faults

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs.layout import STATE
+from jobs.console.status import output_status
+from jobs.output.layout import STATE
 from jobs.runner import run_job
 from jobs.spec import load_spec
-from jobs.status import output_status
 from tests.lake_tables import Place, moto_process, rows, with_credentials
 from tests.test_exactly_once import records, run_until
 

@@ -12,10 +12,10 @@ import pytest
 
 from jobs.cli import main
 from jobs.lake import TableChangeError
+from jobs.lake.storage import split_uri
 from jobs.plan import make_plan
 from jobs.runner import run_job
 from jobs.spec import parse_spec
-from jobs.storage import split_uri
 from tests.lake_tables import Place, rows
 
 

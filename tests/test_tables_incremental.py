@@ -12,9 +12,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from jobs.console.status import output_status
 from jobs.runner import run_job
 from jobs.spec import parse_spec
-from jobs.status import output_status
 from operators import ERROR_COLUMN
 from tests.lake_tables import Place, moto_process, rows, with_credentials
 

@@ -9,10 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from jobs.console.status import output_status
+from jobs.output.state import OutputExistsError
 from jobs.runner import run_job
 from jobs.spec import parse_spec
-from jobs.state import OutputExistsError
-from jobs.status import output_status
 from tests.lake_tables import Place, rows
 
 CLASSIFY = {"task": "text-classification", "input": "text", "output": "label"}

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from jobs.output.provenance import normalised_spec, provenance
 from jobs.plan import make_plan
-from jobs.provenance import normalised_spec, provenance
 from jobs.runner import run_job
 from jobs.spec import SpecError, parse_spec
 from tests.lake_tables import Place, rows

@@ -14,15 +14,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.commit import ROW_COLUMN, SHARD_COLUMN, ShardRecord, Units, stage
-from jobs.layout import Layout
+from jobs.console.status import output_status
+from jobs.lake.reading import read_unit
+from jobs.lake.shards import read_footer
+from jobs.lake.units import Part, bundle, split_parts
+from jobs.output.commit import ROW_COLUMN, SHARD_COLUMN, ShardRecord, Units, stage
+from jobs.output.layout import Layout
 from jobs.plan import make_plan
-from jobs.reading import read_unit
 from jobs.runner import run_job
-from jobs.shards import read_footer
 from jobs.spec import SpecError, load_spec, parse_spec
-from jobs.status import output_status
-from jobs.units import Part, bundle, split_parts
 from operators import ERROR_COLUMN, ERROR_TYPE
 from tests.test_exactly_once import run_until
 

@@ -22,15 +22,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
-from jobs.shards import ShardError
+from jobs.lake.shards import ShardError
 
 if TYPE_CHECKING:
     import fsspec
 
-    from jobs.commit import ShardRecord
-    from jobs.layout import Layout
+    from jobs.output.commit import ShardRecord
+    from jobs.output.layout import Layout
+    from jobs.output.state import RunState
     from jobs.spec import JobSpec
-    from jobs.state import RunState
 
 __all__ = ["Sink", "Source", "TableChangeError", "open_sink", "open_source"]
 

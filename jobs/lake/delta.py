@@ -15,16 +15,16 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from jobs.lake import Source, TableChangeError
+from jobs.lake.shards import ShardError
+from jobs.lake.storage import filesystem, split_uri
 from jobs.lake.table_sink import TableSink
-from jobs.shards import ShardError
-from jobs.storage import filesystem, split_uri
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from deltalake import DeltaTable
 
-    from jobs.commit import ShardRecord
     from jobs.lake.tablespec import TableSpec
+    from jobs.output.commit import ShardRecord
     from jobs.spec import JobSpec, StorageSpec
 
 _APPENDS = {"WRITE", "STREAMING UPDATE", "CREATE TABLE", "CREATE OR REPLACE TABLE"}

@@ -15,17 +15,17 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from jobs.lake import Source, TableChangeError
+from jobs.lake.shards import ShardError
+from jobs.lake.storage import filesystem, split_uri
 from jobs.lake.table_sink import TableSink
-from jobs.shards import ShardError
-from jobs.storage import filesystem, split_uri
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table
 
-    from jobs.commit import ShardRecord
     from jobs.lake.tablespec import TableSpec
+    from jobs.output.commit import ShardRecord
     from jobs.spec import JobSpec, StorageSpec
 
 _RETRIES = 8

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from jobs.lake import Sink, Source
-from jobs.layout import Layout
-from jobs.shards import ShardError, list_shards, shard_root
-from jobs.storage import filesystem
+from jobs.lake.shards import ShardError, list_shards, shard_root
+from jobs.lake.storage import filesystem
+from jobs.output.layout import Layout
 
 if TYPE_CHECKING:
     from jobs.spec import StorageSpec

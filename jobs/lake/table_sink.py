@@ -19,20 +19,20 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow.parquet as pq
 
-from jobs.commit import ShardRecord
 from jobs.lake import Sink
-from jobs.layout import Layout
-from jobs.provenance import spec_hash
-from jobs.state import OutputExistsError
-from jobs.storage import split_uri
+from jobs.lake.storage import split_uri
+from jobs.output.commit import ShardRecord
+from jobs.output.layout import Layout
+from jobs.output.provenance import spec_hash
+from jobs.output.state import OutputExistsError
 
 if TYPE_CHECKING:
     import fsspec
     import pyarrow as pa
 
     from jobs.lake.tablespec import TableSpec
+    from jobs.output.state import RunState
     from jobs.spec import JobSpec
-    from jobs.state import RunState
 
 log = logging.getLogger("lakelabel")
 _CONSOLE = {"console": True}  # table commits are shown on the console beside the progress lines

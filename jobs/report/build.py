@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow.parquet as pq
 
-from jobs.layout import STATE, Layout
+from jobs.lake.storage import filesystem
+from jobs.output.layout import STATE, Layout
 from jobs.report.figures import Figures
-from jobs.storage import filesystem
 
 if TYPE_CHECKING:
     import fsspec

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from jobs.commit import row_errors
+from jobs.output.commit import row_errors
 from operators.core.columns import ERROR_COLUMN
 
 __all__ = ["BINS", "DISTINCT", "Figures", "Series", "StepFigures", "kind_of"]

@@ -59,7 +59,7 @@ class RunSummary:
     units_processed: int = 0
     """Commit units this run committed (a bundle of small files, a row-group range of a big one, or a file)."""
     requests: dict[str, int] = field(default_factory=dict)
-    """Object-store requests the run sent, by operation, counted where they are sent (``jobs/storage.py``)."""
+    """Object-store requests the run sent, by operation, counted where they are sent (``jobs/lake/storage.py``)."""
 
     @property
     def requests_per_shard(self) -> float:

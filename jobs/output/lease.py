@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any
 
 from fsspec.implementations.local import LocalFileSystem
 
-from jobs.layout import STATE, write_atomic
+from jobs.output.layout import STATE, write_atomic
 
 if TYPE_CHECKING:
-    from jobs.layout import Layout
+    from jobs.output.layout import Layout
 
 log = logging.getLogger("lakelabel")
 LEASE = f"{STATE}/lease.json"

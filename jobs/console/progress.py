@@ -4,7 +4,7 @@ The runner hands a :class:`ProgressDisplay` a ``poll`` callable that returns a :
 counters, shards committed); the display asks for one every ``interval`` seconds on a thread of its own and draws
 it. Nothing here knows Ray: the runner owns the counters, this module only formats and writes them.
 
-Libraries' own chatter goes to the run's log file instead (``jobs/runlog.py``).
+Libraries' own chatter goes to the run's log file instead (``jobs/console/runlog.py``).
 
 Example::
 
@@ -23,12 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
-from jobs.runlog import PROGRESS_LOGGER, console_filter
+from jobs.console.runlog import PROGRESS_LOGGER, console_filter
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from jobs.summary import StepStats
+    from jobs.console.summary import StepStats
 
 __all__ = ["ProgressDisplay", "Snapshot", "render_block", "render_line"]
 

@@ -26,7 +26,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from jobs.shards import Shard
+from jobs.lake.shards import Shard
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from s3fs import S3FileSystem
 from s3fs.core import _error_wrapper
 from typing_extensions import override
 
-from jobs.redact import redact_url
+from jobs.console.redact import redact_url
 
 if TYPE_CHECKING:
     from jobs.spec import StorageSpec

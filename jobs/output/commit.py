@@ -1,10 +1,10 @@
 """Exactly-once output: rows carry their part and row number; a commit unit commits once all of its rows are back.
 
 A *part* is a whole input file or a row-group range of a big one; a *unit* is one part or a bundle of small files
-(``jobs/units.py``). Each part becomes one output file and one completion record; each unit is one read, one
+(``jobs/lake/units.py``). Each part becomes one output file and one completion record; each unit is one read, one
 commit and one record object.
 
-1. ``read_unit`` (``jobs/reading.py``) reads a unit in blocks, tagging each row with its part's index and its row
+1. ``read_unit`` (``jobs/lake/reading.py``) reads a unit in blocks, tagging each row with its part's index and its row
    number in the part.
 2. ``stage`` (after the last step) commits at once each unit the batch holds whole (no staging round trip);
    of any other unit it writes the batch's rows as one staged piece, and returns which row ranges it staged.
@@ -31,13 +31,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import ipc
 
-from jobs.layout import Layout, write_atomic, write_atomic_many
+from jobs.output.layout import Layout, write_atomic, write_atomic_many
 from operators import ERROR_COLUMN
 
 if TYPE_CHECKING:
     import fsspec
 
-    from jobs.units import Unit
+    from jobs.lake.units import Unit
 
 SHARD_COLUMN = "__lakelabel_shard__"
 ROW_COLUMN = "__lakelabel_row__"

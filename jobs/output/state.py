@@ -18,14 +18,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from jobs.commit import ShardRecord
-from jobs.layout import STATE, Layout, remove_temporaries
-from jobs.provenance import normalised_spec, provenance, spec_changes, spec_hash
+from jobs.output.commit import ShardRecord
+from jobs.output.layout import STATE, Layout, remove_temporaries
+from jobs.output.provenance import normalised_spec, provenance, spec_changes, spec_hash
 
 if TYPE_CHECKING:
+    from jobs.console.summary import RunSummary
+    from jobs.lake.units import Part, Unit
     from jobs.plan import Plan
-    from jobs.summary import RunSummary
-    from jobs.units import Part, Unit
 
 
 class OutputExistsError(RuntimeError):

@@ -11,9 +11,9 @@ import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jobs.layout import STATE, Layout
-from jobs.lease import describe, read_lease
-from jobs.storage import filesystem
+from jobs.lake.storage import filesystem
+from jobs.output.layout import STATE, Layout
+from jobs.output.lease import describe, read_lease
 
 if TYPE_CHECKING:
     from jobs.lake import Sink

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from fsspec.implementations.local import LocalFileSystem
 
-from jobs.layout import STATE
+from jobs.output.layout import STATE
 
 if TYPE_CHECKING:
     import fsspec

@@ -3,7 +3,7 @@
 ::
 
     OUTPUT/<relative path>.parquet          one annotated file per input shard, named after it
-    OUTPUT/<rel>.rg00000-00003.parquet      row groups 0 to 3 of a big input file (jobs/units.py)
+    OUTPUT/<rel>.rg00000-00003.parquet      row groups 0 to 3 of a big input file (jobs/lake/units.py)
     OUTPUT/_SUCCESS                         the manifest (JSON), written when a run has seen every shard through
     OUTPUT/_lakelabel/run.json              the latest run: spec, spec hash, planned shards, provenance
     OUTPUT/_lakelabel/shards/<rel>.json     a shard's (or a row-group range's) completion record, after its Parquet
@@ -11,8 +11,8 @@
                                             the completion records of a bundle of small files, in one object
     OUTPUT/_lakelabel/quarantine/<rel>.json a shard left out of the latest run, with the reason
     OUTPUT/_lakelabel/staging/<unit>/       pieces of a commit unit in flight (Arrow IPC), removed when it commits
-    OUTPUT/_lakelabel/logs/<run id>.log     a run's log (jobs/runlog.py)
-    OUTPUT/_lakelabel/lease.json            the live run's lease (jobs/lease.py)
+    OUTPUT/_lakelabel/logs/<run id>.log     a run's log (jobs/console/runlog.py)
+    OUTPUT/_lakelabel/lease.json            the live run's lease (jobs/output/lease.py)
 
 Names starting with ``_`` or ``.`` are skipped by Parquet readers (pyarrow, pandas, Spark, ``datasets``), so readers
 of ``OUTPUT/`` see only committed shards.
@@ -110,7 +110,7 @@ class Layout:
         return f"{self.root}/{SUCCESS}"
 
     def files(self) -> list[str]:
-        """Every file under the prefix (none when it does not exist), except the run's lease (``jobs/lease.py``)."""
+        """Every file under the prefix (none when it does not exist), except the run's lease (``output/lease.py``)."""
         lease = f"{self.root}/{STATE}/lease.json"
         return [path for path in self.fs.find(self.root) if path != lease] if self.fs.exists(self.root) else []
 
