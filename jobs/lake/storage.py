@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+from fsspec.spec import make_instance
 from pyarrow.fs import FSSpecHandler, PyFileSystem
 from s3fs import S3FileSystem
 from s3fs.core import _error_wrapper
@@ -142,6 +143,13 @@ class RetryingS3FileSystem(S3FileSystem):
         super().__init__(*args, **kwargs)
         self.retry_seconds = retry_seconds
         self.retries = body_retries  # s3fs's own loop: a body cut short is read again
+
+    @override
+    def __reduce__(self) -> tuple[Any, ...]:
+        # fsspec drops skip_instance_cache from the options it pickles, so every copy unpickled in a worker process
+        # would be that process's one cached instance, whose listing cache outlives the task (and the run, on a
+        # long-lived Ray) and can miss files other processes wrote since. Each unpickled copy is its own instance.
+        return make_instance, (type(self), self.storage_args, {**self.storage_options, "skip_instance_cache": True})
 
     @override
     async def set_session(self, refresh: bool = False, kwargs: dict[str, Any] | None = None) -> Any:
