@@ -353,11 +353,12 @@ def _ray_data_console(*, verbose: bool) -> Iterator[None]:
         context.enable_progress_bars = previous
 
 
-def _pipeline(plan: Plan, units: list[Unit], table: Units, collector: Any, *, verbose: bool) -> ray.data.Dataset:
+def _pipeline(
+    plan: Plan, units: list[Unit], table: Units, pools: list[Pool], collector: Any, *, verbose: bool
+) -> ray.data.Dataset:
     spec = plan.spec
     # Reads and staging run a bounded number of tasks at a time, like the model pools: memory stays flat
     # however many shards the job has.
-    pools = _sized(plan, sum(unit.rows for unit in units))
     io_tasks = max(2, *(pool.high for pool in pools))
     rows = [unit.rows for unit in units]
     reads = max(1, min(io_tasks, len(units)))  # one read task per commit unit
@@ -514,7 +515,9 @@ class _UnitCommits:
                 self.start(unit, bad)
 
 
-def _process(plan: Plan, state: RunState, summary: RunSummary, *, verbose: bool) -> list[ShardRecord]:
+def _process(
+    plan: Plan, state: RunState, summary: RunSummary, pools: list[Pool], *, verbose: bool
+) -> list[ShardRecord]:
     """Stream the pending units through the steps, committing each unit as its rows come back."""
     layout = plan.layout
     parts = [part for unit in state.units for part in unit.parts]
@@ -532,7 +535,7 @@ def _process(plan: Plan, state: RunState, summary: RunSummary, *, verbose: bool)
 
     try:
         with ProgressDisplay(poll, verbose=verbose):
-            for batch in _pipeline(plan, state.units, loop.table, collector, verbose=verbose).iter_batches(
+            for batch in _pipeline(plan, state.units, loop.table, pools, collector, verbose=verbose).iter_batches(
                 batch_format="pyarrow", batch_size=None
             ):
                 loop.staged(batch)
@@ -661,8 +664,7 @@ def _run(plan: Plan, state: RunState, summary: RunSummary, run_log: RunLog, *, v
     if not state.pending:
         log.info("job %s run %s: %s; log: %s", plan.spec.name, state.run_id, to_do, run_log.shown, extra=console)
         return
-    connect(min_cpus=_local_slots(plan.spec), verbose=verbose)
-    pools = _sized(plan, summary.rows_in)
+    pools = _sized(plan, summary.rows_in)  # run_job connected while the plan was made
     needed = plan.cpu_slots(pools)
     log.info("job %s run %s: %s (%d rows); log: %s; Ray's worker logs: %s", plan.spec.name, state.run_id,
              to_do, summary.rows_in, run_log.shown, worker_logs(), extra=console)  # fmt: skip
@@ -676,7 +678,7 @@ def _run(plan: Plan, state: RunState, summary: RunSummary, run_log: RunLog, *, v
     for step, pool in zip(plan.spec.steps, pools, strict=True):
         log.info("step %s: %s actor(s) with %g CPU(s) and %g GPU(s) each: %s", step.output, pool.range, pool.cpus,
                  pool.gpus, pool.reason)  # fmt: skip
-    records = _process(plan, state, summary, verbose=verbose)
+    records = _process(plan, state, summary, pools, verbose=verbose)
     plan.layout.remove(plan.layout.staging_root, recursive=True)  # what is left belongs to no shard
     summary.shards_processed = len({record.input for record in records})
     summary.rows_out = sum(record.rows_out for record in records)
