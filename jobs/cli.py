@@ -53,11 +53,10 @@ def _parser() -> argparse.ArgumentParser:
 def _run(job: str, *, verbose: bool, wait: float) -> int:
     from jobs.runner import JobFailedError, run_job  # noqa: PLC0415 - Ray only when running
 
-    spec = load_spec(job)
     try:
-        summary = run_job(spec, verbose=verbose, wait=wait)
+        summary = run_job(job, verbose=verbose, wait=wait)  # the file is checked while Ray starts
     except JobFailedError as exc:
-        print(f"lakelabel: job {spec.name} failed: {exc}", file=sys.stderr)  # noqa: T201
+        print(f"lakelabel: job {exc.job} failed: {exc}", file=sys.stderr)  # noqa: T201
         return 1
     print(summary.render())  # noqa: T201
     if not summary.ok:

@@ -64,6 +64,7 @@ from jobs.output.lease import hold
 from jobs.output.state import OutputExistsError, RunState, prepare, quarantine, write_manifest
 from jobs.plan import Plan, make_plan
 from jobs.pools import IO_SLOTS, Machine, Pool, cpu_slots, size_pools
+from jobs.spec import JobSpec, parse_spec, read_job_file
 from operators import Operator
 from operators.core.base import use_cpus
 
@@ -72,7 +73,6 @@ if TYPE_CHECKING:
 
     from jobs.lake.units import Part, Unit
     from jobs.output.layout import Layout
-    from jobs.spec import JobSpec
     from operators.core.base import Preparer
 
 __all__ = ["JobFailedError", "OutputExistsError", "cluster_machine", "connect", "run_job"]
@@ -82,6 +82,10 @@ log = logging.getLogger("lakelabel")
 
 class JobFailedError(RuntimeError):
     """The run stopped (``on_error: raise``, or a failure Ray could not retry); committed shards stay valid."""
+
+    def __init__(self, message: str, *, job: str) -> None:
+        super().__init__(message)
+        self.job = job
 
 
 _STOPS = (ShardError, RowErrorStopError, CommitError, StorageError)
@@ -543,7 +547,7 @@ def _process(
             while loop.commits:
                 loop.collect(wait=True)
     except Exception as exc:
-        raise JobFailedError(redact.redact(_reason(exc))) from exc
+        raise JobFailedError(redact.redact(_reason(exc)), job=plan.spec.name) from exc
     steps, unreadable = ray.get(collector.snapshot.remote())
     add_requests(summary.requests, loop.requests)
     add_requests(summary.requests, ray.get(collector.requests_sent.remote()))
@@ -564,33 +568,48 @@ def _process(
     return [record for record in loop.records if record.committed_at]
 
 
-def run_job(spec: JobSpec, *, verbose: bool = False, wait: float = 0.0) -> RunSummary:
-    """Run ``spec`` to completion and return its summary. Input shards are checked before any model loads.
+def run_job(spec: JobSpec | str | Path, *, verbose: bool = False, wait: float = 0.0) -> RunSummary:
+    """Run ``spec`` (a job spec, or a job file's path) to completion and return its summary.
 
-    Shards already done by an earlier run of the same spec are skipped (``output.mode: resume``); the manifest
-    ``_SUCCESS`` is written when every shard is committed or quarantined. The console gets a start line naming the
-    run's log file, progress and warnings; Ray's and the models' own output goes to the log file unless ``verbose``.
-    The run holds the output's lease throughout (``jobs/output/lease.py``): a second run of the output refuses, or
-    waits up to ``wait`` seconds for it. Log records and the error a run ends with carry no credentials
-    (``jobs/console/redact.py``).
-    Ray starts (or is attached to) while the plan reads the shards' footers.
+    Input shards are checked before any model loads. Shards already done by an earlier run of the same spec are
+    skipped (``output.mode: resume``); the manifest ``_SUCCESS`` is written when every shard is committed or
+    quarantined. The console gets a start line naming the run's log file, progress and warnings; Ray's and the
+    models' own output goes to the log file unless ``verbose``. The run holds the output's lease throughout
+    (``jobs/output/lease.py``): a second run of the output refuses, or waits up to ``wait`` seconds for it. Log
+    records and the error a run ends with carry no credentials (``jobs/console/redact.py``).
+    Ray starts (or is attached to) while the plan reads the shards' footers; given a job file, also while its steps
+    are checked (which imports their libraries: seconds for torch and transformers). A file that is not YAML is
+    refused before Ray starts.
     """
     redact.install()
     started = time.perf_counter()
     before = request_counts()  # this process's requests; workers report theirs (jobs/lake/storage.py counts them)
+    if isinstance(spec, JobSpec):
+        given, slots = spec, _local_slots(spec)
+    else:
+        data, base = read_job_file(spec)
+        given, slots = None, 1
     handle, name = tempfile.mkstemp(prefix="lakelabel-start-", suffix=".log")
     os.close(handle)
     early = Path(name)
     try:
         with route_logs(early, verbose=verbose), ThreadPoolExecutor(1, thread_name_prefix="lakelabel-plan") as planner:
-            planning = planner.submit(make_plan, spec)
+            planning = planner.submit(lambda: make_plan(given or parse_spec(data, base=base)))
+            ours = not ray.is_initialized()
             try:
-                connect(min_cpus=_local_slots(spec), verbose=verbose)
+                connect(min_cpus=slots, verbose=verbose)  # in this thread: Ray's start wants the main thread
             except BaseException:
                 planning.cancel()
                 raise
-            plan = planning.result()
-        with hold(plan.layout, uri=spec.output_uri, seconds=spec.lease_seconds, wait=wait):
+            try:
+                plan = planning.result()
+            except BaseException:
+                if ours:  # a refused spec or input leaves no Ray of its own behind
+                    ray.shutdown()
+                raise
+            if given is None:
+                _reconnect_if_short(_local_slots(plan.spec), verbose=verbose)
+        with hold(plan.layout, uri=plan.spec.output_uri, seconds=plan.spec.lease_seconds, wait=wait):
             summary, workers = _run_held(plan, started, before, early, verbose=verbose)
     finally:
         early.unlink(missing_ok=True)
@@ -610,6 +629,15 @@ def _local_slots(spec: JobSpec) -> int:
     """CPU slots a local Ray needs for ``spec``'s set pools (unset ones are sized to what it gets)."""
     operators = [step.operator() for step in spec.steps]
     return cpu_slots(size_pools(spec.steps, operators, Machine.local(), rows=0), operators)
+
+
+def _reconnect_if_short(slots: int, *, verbose: bool) -> None:
+    """Restart a local Ray started with fewer CPU slots than the job's set pools need (attached clusters stay)."""
+    if os.environ.get("RAY_ADDRESS") or ray.cluster_resources().get("CPU", 0) >= slots:
+        return
+    log.info("restarting the local Ray with %d CPU slot(s) for the steps' concurrency", slots)
+    ray.shutdown()
+    connect(min_cpus=slots, verbose=verbose)
 
 
 def _run_held(
@@ -650,7 +678,8 @@ def _finish_output(plan: Plan) -> dict[str, Any] | None:
     except Exception as exc:
         raise JobFailedError(
             f"{plan.sink.label}: table commit failed ({_reason(exc)}); "
-            "the shard files are committed and the next run registers them"
+            "the shard files are committed and the next run registers them",
+            job=plan.spec.name,
         ) from exc
 
 

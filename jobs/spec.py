@@ -368,8 +368,11 @@ def parse_spec(data: Any, *, base: Path | None = None) -> JobSpec:
     return spec
 
 
-def load_spec(path: str | Path) -> JobSpec:
-    """Read and validate a job file (YAML's safe loader: no arbitrary objects; no alias bombs)."""
+def read_job_file(path: str | Path) -> tuple[Any, Path]:
+    """A job file's YAML (safe loader: no arbitrary objects; no alias bombs) and the directory it lies in.
+
+    Cheap: no step is checked yet (``parse_spec`` imports each step's libraries to check its options).
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -381,4 +384,10 @@ def load_spec(path: str | Path) -> JobSpec:
         raise SpecError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from None
-    return parse_spec(data, base=path.resolve().parent)
+    return data, path.resolve().parent
+
+
+def load_spec(path: str | Path) -> JobSpec:
+    """Read and validate a job file."""
+    data, base = read_job_file(path)
+    return parse_spec(data, base=base)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +177,31 @@ def test_a_job_without_concurrency_starts_the_sized_pool(
     (stats,) = summary.steps
     assert stats.actors == expected  # every actor of the pool loaded the model
     assert stats.rows == shards * rows
+
+
+def test_a_set_pool_larger_than_the_local_ray_restarts_it_with_the_slots_it_needs(
+    tmp_path: Path, models: dict[str, str]
+) -> None:
+    # `lakelabel run FILE` starts a local Ray of cores + 1 slots while the file's steps are checked; a step whose
+    # set pool needs more gets a Ray restarted with them (here one actor more than the cores, plus one for I/O).
+    actors = (os.cpu_count() or 1) + 1
+    for shard in range(actors):
+        write_parquet(tmp_path / "in" / f"part-{shard}.parquet", text=[f"text {shard} {i}" for i in range(20)])
+    step = {"task": "text-classification", "model": models["classifier"], "input": "text", "output": "label",
+            "concurrency": actors}  # fmt: skip
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"name": "wide", "input": {"uri": str(tmp_path / "in")},
+                               "output": {"uri": str(tmp_path / "out")}, "steps": [step]}))  # fmt: skip
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    done = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "run", str(job)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=Path(__file__).resolve().parent.parent,
+        env=env, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout
+    (log_file,) = (tmp_path / "out" / "_lakelabel" / "logs").glob("*.log")
+    logged = log_file.read_text()
+    assert f"restarting the local Ray with {actors + IO_SLOTS} CPU slot(s)" in logged, logged[-3000:]
+    manifest = json.loads((tmp_path / "out" / "_SUCCESS").read_text())
+    assert manifest["totals"]["rows_out"] == actors * 20
+    assert manifest["steps"][0]["actors"] == actors

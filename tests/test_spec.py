@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import ray
 
 from jobs.cli import main
 from jobs.spec import SpecError, load_spec, parse_spec
@@ -123,10 +124,28 @@ def test_cli_lists_known_tasks_for_an_unknown_task(tmp_path: Path, capsys: pytes
     path.write_text(
         "name: j\ninput: {uri: in}\noutput: {uri: out}\nsteps:\n  - {task: nope, model: m, input: t, output: o}\n"
     )
+    ray_before = ray.is_initialized()
     assert main(["run", str(path)]) == 2
     err = capsys.readouterr().err
     assert "unknown task 'nope'" in err
     assert "zero-shot-classification" in err
+    # The steps are checked while Ray starts; a refused job leaves no Ray of its own behind.
+    assert ray.is_initialized() == ray_before
+
+
+def test_a_job_file_that_is_not_yaml_is_refused_before_ray_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jobs import runner
+
+    def no_ray(*_: object, **__: object) -> None:
+        raise AssertionError("Ray was started for a job file that is not YAML")
+
+    monkeypatch.setattr(runner, "connect", no_ray)
+    path = tmp_path / "job.yaml"
+    path.write_text("name: j\nsteps: [unclosed\n")
+    assert main(["run", str(path)]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
 
 
 def test_a_step_may_read_a_field_of_an_earlier_struct_output() -> None:
