@@ -31,10 +31,11 @@ $(DAFT_STAMP): benchmarks/daft-requirements.txt
 	.venv-daft/bin/python -m pip install --quiet -r benchmarks/daft-requirements.txt
 	touch $(DAFT_STAMP)
 
-# Throughput side by side (docs/throughput.md), then the lake shapes (docs/lake-shapes.md); a quiet machine gives
-# steady figures. ~50 min on 2 cores.
+# Throughput side by side on a 12,000-row job, lakelabel and Daft by job size (docs/throughput.md), then the lake
+# shapes (docs/lake-shapes.md); a quiet machine gives steady figures. About 3 hours on 2 cores.
 bench: $(STAMP) $(DAFT_STAMP)
 	$(BIN)/python -m benchmarks.throughput --json benchmark.json
+	$(BIN)/python -m benchmarks.throughput --sizes 2000 10000 50000 --json benchmark-sizes.json
 	$(BIN)/python -m benchmarks.throughput --memory --json benchmark-memory.json
 	$(BIN)/python -m benchmarks.shapes --json benchmark-shapes.json
 	$(BIN)/python -m benchmarks.shapes --memory --rows 20000 --json benchmark-shapes-memory.json
