@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -586,15 +586,17 @@ def run_job(spec: JobSpec | str | Path, *, verbose: bool = False, wait: float = 
     before = request_counts()  # this process's requests; workers report theirs (jobs/lake/storage.py counts them)
     if isinstance(spec, JobSpec):
         given, slots = spec, _local_slots(spec)
+        load: Callable[[], JobSpec] = lambda: given  # noqa: E731
     else:
         data, base = read_job_file(spec)
         given, slots = None, 1
+        load = functools.partial(parse_spec, data, base=base)
     handle, name = tempfile.mkstemp(prefix="lakelabel-start-", suffix=".log")
     os.close(handle)
     early = Path(name)
     try:
         with route_logs(early, verbose=verbose), ThreadPoolExecutor(1, thread_name_prefix="lakelabel-plan") as planner:
-            planning = planner.submit(lambda: make_plan(given or parse_spec(data, base=base)))
+            planning = planner.submit(lambda: make_plan(load()))
             ours = not ray.is_initialized()
             try:
                 connect(min_cpus=slots, verbose=verbose)  # in this thread: Ray's start wants the main thread
