@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,7 +64,7 @@ from jobs.output.lease import hold
 from jobs.output.state import OutputExistsError, RunState, prepare, quarantine, write_manifest
 from jobs.plan import Plan, make_plan
 from jobs.pools import IO_SLOTS, Machine, Pool, cpu_slots, size_pools
-from jobs.spec import JobSpec, parse_spec, read_job_file
+from jobs.spec import JobSpec, StepSpec, parse_spec, read_job_file
 from operators import Operator
 from operators.core.base import use_cpus
 
@@ -584,13 +584,15 @@ def run_job(spec: JobSpec | str | Path, *, verbose: bool = False, wait: float = 
     redact.install()
     started = time.perf_counter()
     before = request_counts()  # this process's requests; workers report theirs (jobs/lake/storage.py counts them)
+    # A spec's pools tell the local Ray's slots before it starts; a job file's are known once its steps are checked.
+    load: Callable[[], JobSpec]
+    slots: int | None
     if isinstance(spec, JobSpec):
-        given, slots = spec, _local_slots(spec)
-        load: Callable[[], JobSpec] = lambda: given  # noqa: E731
+        load = functools.partial(_given, spec)
+        slots = _local_slots(spec.steps, [step.operator() for step in spec.steps])
     else:
         data, base = read_job_file(spec)
-        given, slots = None, 1
-        load = functools.partial(parse_spec, data, base=base)
+        load, slots = functools.partial(parse_spec, data, base=base), None
     handle, name = tempfile.mkstemp(prefix="lakelabel-start-", suffix=".log")
     os.close(handle)
     early = Path(name)
@@ -599,7 +601,7 @@ def run_job(spec: JobSpec | str | Path, *, verbose: bool = False, wait: float = 
             planning = planner.submit(lambda: make_plan(load()))
             ours = not ray.is_initialized()
             try:
-                connect(min_cpus=slots, verbose=verbose)  # in this thread: Ray's start wants the main thread
+                connect(min_cpus=slots or 1, verbose=verbose)  # in this thread: Ray's start wants the main thread
             except BaseException:
                 planning.cancel()
                 raise
@@ -609,8 +611,8 @@ def run_job(spec: JobSpec | str | Path, *, verbose: bool = False, wait: float = 
                 if ours:  # a refused spec or input leaves no Ray of its own behind
                     ray.shutdown()
                 raise
-            if given is None:
-                _reconnect_if_short(_local_slots(plan.spec), verbose=verbose)
+            if slots is None and ours:
+                _reconnect_if_short(_local_slots(plan.spec.steps, plan.operators), verbose=verbose)
         with hold(plan.layout, uri=plan.spec.output_uri, seconds=plan.spec.lease_seconds, wait=wait):
             summary, workers = _run_held(plan, started, before, early, verbose=verbose)
     finally:
@@ -627,14 +629,17 @@ def _merged(*counts: dict[str, int]) -> dict[str, int]:
     return total
 
 
-def _local_slots(spec: JobSpec) -> int:
-    """CPU slots a local Ray needs for ``spec``'s set pools (unset ones are sized to what it gets)."""
-    operators = [step.operator() for step in spec.steps]
-    return cpu_slots(size_pools(spec.steps, operators, Machine.local(), rows=0), operators)
+def _given(spec: JobSpec) -> JobSpec:
+    return spec
+
+
+def _local_slots(steps: Sequence[StepSpec], operators: list[Operator]) -> int:
+    """CPU slots a local Ray needs for the steps' set pools (unset ones are sized to what it gets)."""
+    return cpu_slots(size_pools(steps, operators, Machine.local(), rows=0), operators)
 
 
 def _reconnect_if_short(slots: int, *, verbose: bool) -> None:
-    """Restart a local Ray started with fewer CPU slots than the job's set pools need (attached clusters stay)."""
+    """Restart the local Ray this run started with fewer CPU slots than the job's set pools need (a cluster stays)."""
     if os.environ.get("RAY_ADDRESS") or ray.cluster_resources().get("CPU", 0) >= slots:
         return
     log.info("restarting the local Ray with %d CPU slot(s) for the steps' concurrency", slots)
