@@ -19,7 +19,7 @@ import torch
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
 from benchmarks.models import MAX_LENGTH
-from operators.core.text_batching import length_sorted_chunks
+from lakelabel.operators.core.text_batching import length_sorted_chunks
 
 TASKS = ("classification", "embeddings")
 PIPELINE_TASK = {"classification": "text-classification", "embeddings": "feature-extraction"}

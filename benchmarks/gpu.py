@@ -38,7 +38,7 @@ import pyarrow as pa
 import torch
 
 from benchmarks.corpus import texts as corpus_texts
-from operators import OperatorConfig, operator_class
+from lakelabel.operators import OperatorConfig, operator_class
 
 FLOAT32_TOLERANCE = 1e-3
 HALF_TOLERANCE = 5e-2
@@ -290,7 +290,7 @@ def throughput(work: Path, *, device: str, rows: int) -> dict[str, Any]:
     """Part 2: the feature-extraction operator against the forward pass alone, both on ``device``."""
     from transformers import AutoModel, AutoTokenizer  # noqa: PLC0415
 
-    from operators.core.text_batching import GPU_TOKEN_BUDGET, length_sorted_chunks  # noqa: PLC0415
+    from lakelabel.operators.core.text_batching import GPU_TOKEN_BUDGET, length_sorted_chunks  # noqa: PLC0415
 
     path, what = _encoder(work)
     texts = corpus_texts(rows)

@@ -67,7 +67,7 @@ def job_file(directory: Path, task: str, model: Path, source: Path, *, step: dic
 
 def lakelabel(job: Path) -> tuple[Run, dict[str, Any]]:
     """``lakelabel run JOB`` as a user runs it; returns the run and the output's manifest."""
-    run = run_process([sys.executable, "-m", "jobs.cli", "run", str(job)])
+    run = run_process([sys.executable, "-m", "lakelabel", "run", str(job)])
     spec = yaml.safe_load(job.read_text(encoding="utf-8"))
     manifest = json.loads((Path(spec["output"]["uri"]) / "_SUCCESS").read_text(encoding="utf-8"))
     return run, manifest

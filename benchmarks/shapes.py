@@ -30,7 +30,7 @@ import yaml
 from benchmarks import job
 from benchmarks.corpus import texts
 from benchmarks.models import tiny_classifier
-from jobs.demo import loopback_s3
+from lakelabel.jobs.demo import loopback_s3
 
 SHAPES = {"8 files": 8, "2,000 files": 2000, "1 big file": 1}
 _S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -83,7 +83,7 @@ def run_shape(
         fs, input_uri, output_uri = fsspec.filesystem("file"), str(source), str(work / "out")
     spec = _job_file(work, model, input_uri, output_uri, split_bytes=split_bytes, endpoint=endpoint)
     run = job.run_process(
-        [sys.executable, "-m", "jobs.cli", "run", str(spec)], env={"HF_HUB_OFFLINE": "1"}, interval_s=0.5
+        [sys.executable, "-m", "lakelabel", "run", str(spec)], env={"HF_HUB_OFFLINE": "1"}, interval_s=0.5
     )
     manifest = json.loads(fs.cat_file(f"{output_uri.removeprefix('s3://').rstrip('/')}/_SUCCESS"))
     requests = manifest["run"]["requests"]

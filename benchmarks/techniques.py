@@ -21,7 +21,7 @@ import pyarrow as pa
 import torch
 
 from benchmarks import baselines, job
-from operators import OperatorConfig, operator_class
+from lakelabel.operators import OperatorConfig, operator_class
 
 WINDOWS = (64, 256, 1024)
 BUDGETS = (1024, 2048, 4096, 8192)

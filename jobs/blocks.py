@@ -15,8 +15,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from jobs.spec import StepSpec
-    from operators import Operator
+    from lakelabel.jobs.spec import StepSpec
+    from lakelabel.operators import Operator
 
 MIN_BATCH_ROWS = 16
 BATCHES_PER_ACTOR = 4

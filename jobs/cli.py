@@ -7,20 +7,22 @@ import logging
 import os
 import sys
 
-from jobs.console.redact import redact
-from jobs.console.runlog import console_filter
-from jobs.lake.shards import ShardError
-from jobs.output.lease import LeaseHeldError
-from jobs.output.state import OutputExistsError
-from jobs.spec import SpecError, StorageSpec, load_spec
-from jobs.submit import add_arguments as add_submit_arguments
-from operators.core.base import ModelLoadError
+from lakelabel import __version__
+from lakelabel.jobs.console.redact import redact
+from lakelabel.jobs.console.runlog import console_filter
+from lakelabel.jobs.lake.shards import ShardError
+from lakelabel.jobs.output.lease import LeaseHeldError
+from lakelabel.jobs.output.state import OutputExistsError
+from lakelabel.jobs.spec import SpecError, StorageSpec, load_spec
+from lakelabel.jobs.submit import add_arguments as add_submit_arguments
+from lakelabel.operators.core.base import ModelLoadError
 
 _VERBOSE = "also show Ray's and the models' own output (progress blocks, loading bars) on the console"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lakelabel", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"lakelabel {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run a job: read shards, annotate, write Parquet")
     run.add_argument("job", help="the job file (YAML)")
@@ -51,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(job: str, *, verbose: bool, wait: float) -> int:
-    from jobs.runner import JobFailedError, run_job  # noqa: PLC0415 - Ray only when running
+    from lakelabel.jobs.runner import JobFailedError, run_job  # noqa: PLC0415 - Ray only when running
 
     try:
         summary = run_job(job, verbose=verbose, wait=wait)  # the file is checked while Ray starts
@@ -66,7 +68,7 @@ def _run(job: str, *, verbose: bool, wait: float) -> int:
 
 
 def _report(output: str, out: str | None, storage: StorageSpec) -> int:
-    from jobs.report import ReportError, build_report, report_figures  # noqa: PLC0415 - matplotlib only here
+    from lakelabel.jobs.report import ReportError, build_report, report_figures  # noqa: PLC0415 - matplotlib only here
 
     try:
         if out is None:
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return pe
         if args.command == "plan":
             return _plan(args.job)
         if args.command == "status":
-            from jobs.console.status import output_status  # noqa: PLC0415
+            from lakelabel.jobs.console.status import output_status  # noqa: PLC0415
 
             text, complete = output_status(args.output, StorageSpec(endpoint_url=args.endpoint_url))
             print(text)  # noqa: T201
@@ -103,10 +105,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return pe
         if args.command == "run":
             return _run(args.job, verbose=args.verbose, wait=args.wait)
         if args.command == "submit":
-            from jobs.submit import submit  # noqa: PLC0415
+            from lakelabel.jobs.submit import submit  # noqa: PLC0415
 
             return submit(args.job, args.address, wait=args.wait, submission_id=args.submission_id)
-        from jobs.demo import run_demo  # noqa: PLC0415
+        from lakelabel.jobs.demo import run_demo  # noqa: PLC0415
 
         return run_demo(verbose=args.verbose)
     except (SpecError, ShardError, ModelLoadError, OutputExistsError, LeaseHeldError, OSError) as exc:
@@ -116,12 +118,12 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return pe
 
 def _plan(job: str) -> int:
     """Print the plan, its pools sized for RAY_ADDRESS's cluster when set, else for this machine."""
-    from jobs.plan import make_plan  # noqa: PLC0415 - plan imports Ray only to ask RAY_ADDRESS's cluster
+    from lakelabel.jobs.plan import make_plan  # noqa: PLC0415 - plan imports Ray only to ask RAY_ADDRESS's cluster
 
     plan = make_plan(load_spec(job))
     machine = None
     if os.environ.get("RAY_ADDRESS"):
-        from jobs.runner import cluster_machine  # noqa: PLC0415
+        from lakelabel.jobs.runner import cluster_machine  # noqa: PLC0415
 
         machine = cluster_machine()
     print(plan.render(machine))  # noqa: T201

@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.console.runlog import route_logs
-from jobs.lake.storage import filesystem
-from jobs.spec import JobSpec, parse_spec
+from lakelabel.jobs.console.runlog import route_logs
+from lakelabel.jobs.lake.storage import filesystem
+from lakelabel.jobs.spec import JobSpec, parse_spec
 
 if TYPE_CHECKING:
-    from jobs.console.summary import RunSummary
-    from jobs.report import ReportFiles
+    from lakelabel.jobs.console.summary import RunSummary
+    from lakelabel.jobs.report import ReportFiles
 
 DATA = Path(__file__).parent / "demo_data" / "texts.jsonl"
 SPEECH = Path(__file__).parent / "demo_data" / "speech"
@@ -238,8 +238,8 @@ def run_jobs(*, verbose: bool = False, reports: str | Path = "demo-output") -> D
 
     Each output's report is written to ``reports/<job name>/`` while the endpoint still serves it.
     """
-    from jobs.report import build_report  # noqa: PLC0415 - matplotlib only when reporting
-    from jobs.runner import connect, run_job  # noqa: PLC0415 - keeps Ray out of import time
+    from lakelabel.jobs.report import build_report  # noqa: PLC0415 - matplotlib only when reporting
+    from lakelabel.jobs.runner import connect, run_job  # noqa: PLC0415 - keeps Ray out of import time
 
     for key, value in {
         "AWS_ACCESS_KEY_ID": "demo",

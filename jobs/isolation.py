@@ -20,9 +20,9 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from jobs.output.commit import ROW_COLUMN, SHARD_COLUMN
-from operators.core.base import prepared_column
-from operators.core.columns import add_errors, set_column
+from lakelabel.jobs.output.commit import ROW_COLUMN, SHARD_COLUMN
+from lakelabel.operators.core.base import prepared_column
+from lakelabel.operators.core.columns import add_errors, set_column
 
 DIED = "worker died: its process exited or was killed on this row alone (a native crash, or out of memory)"
 

@@ -9,20 +9,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from jobs.blocks import BATCHES_PER_ACTOR, batch_rows
-from jobs.lake import Sink, Source, open_sink, open_source
-from jobs.lake.shards import Quarantined, Shard, ShardError, inspect_shards, refuse
-from jobs.lake.units import Part, Unit, bundle, split_parts
-from jobs.output.layout import unsafe_key
-from jobs.output.provenance import spec_hash
-from jobs.pools import Machine, Pool, cpu_slots, size_pools
-from operators import ERROR_COLUMN, ERROR_TYPE, Operator
+from lakelabel.jobs.blocks import BATCHES_PER_ACTOR, batch_rows
+from lakelabel.jobs.lake import Sink, Source, open_sink, open_source
+from lakelabel.jobs.lake.shards import Quarantined, Shard, ShardError, inspect_shards, refuse
+from lakelabel.jobs.lake.units import Part, Unit, bundle, split_parts
+from lakelabel.jobs.output.layout import unsafe_key
+from lakelabel.jobs.output.provenance import spec_hash
+from lakelabel.jobs.pools import Machine, Pool, cpu_slots, size_pools
+from lakelabel.operators import ERROR_COLUMN, ERROR_TYPE, Operator
 
 if TYPE_CHECKING:
     import fsspec
 
-    from jobs.output.layout import Layout
-    from jobs.spec import JobSpec, StepSpec
+    from lakelabel.jobs.output.layout import Layout
+    from lakelabel.jobs.spec import JobSpec, StepSpec
 
 
 @dataclass(frozen=True)

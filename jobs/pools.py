@@ -25,13 +25,13 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from jobs.blocks import MIN_BATCH_ROWS
+from lakelabel.jobs.blocks import MIN_BATCH_ROWS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from jobs.spec import StepSpec
-    from operators import Operator
+    from lakelabel.jobs.spec import StepSpec
+    from lakelabel.operators import Operator
 
 IO_SLOTS = 1
 """CPU slots kept for reads and staging (a quarter slot per task, up to four at a time)."""

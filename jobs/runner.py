@@ -40,16 +40,16 @@ from ray.data.block import BlockMetadata
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from typing_extensions import override
 
-from jobs.blocks import batch_rows
-from jobs.console import redact
-from jobs.console.progress import ProgressDisplay, Snapshot
-from jobs.console.runlog import RunLog, quiet_worker, route_logs
-from jobs.console.summary import RunSummary, StepStats
-from jobs.isolation import died, died_preparing, run_isolating
-from jobs.lake.reading import read_unit
-from jobs.lake.shards import ShardError
-from jobs.lake.storage import StorageError, add_requests, request_counts, requests_since
-from jobs.output.commit import (
+from lakelabel.jobs.blocks import batch_rows
+from lakelabel.jobs.console import redact
+from lakelabel.jobs.console.progress import ProgressDisplay, Snapshot
+from lakelabel.jobs.console.runlog import RunLog, quiet_worker, route_logs
+from lakelabel.jobs.console.summary import RunSummary, StepStats
+from lakelabel.jobs.isolation import died, died_preparing, run_isolating
+from lakelabel.jobs.lake.reading import read_unit
+from lakelabel.jobs.lake.shards import ShardError
+from lakelabel.jobs.lake.storage import StorageError, add_requests, request_counts, requests_since
+from lakelabel.jobs.output.commit import (
     CommitError,
     Coverage,
     RowErrorStopError,
@@ -60,20 +60,20 @@ from jobs.output.commit import (
     row_errors,
     stage,
 )
-from jobs.output.lease import hold
-from jobs.output.state import OutputExistsError, RunState, prepare, quarantine, write_manifest
-from jobs.plan import Plan, make_plan
-from jobs.pools import IO_SLOTS, Machine, Pool, cpu_slots, size_pools
-from jobs.spec import JobSpec, StepSpec, parse_spec, read_job_file
-from operators import Operator
-from operators.core.base import use_cpus
+from lakelabel.jobs.output.lease import hold
+from lakelabel.jobs.output.state import OutputExistsError, RunState, prepare, quarantine, write_manifest
+from lakelabel.jobs.plan import Plan, make_plan
+from lakelabel.jobs.pools import IO_SLOTS, Machine, Pool, cpu_slots, size_pools
+from lakelabel.jobs.spec import JobSpec, StepSpec, parse_spec, read_job_file
+from lakelabel.operators import Operator
+from lakelabel.operators.core.base import use_cpus
 
 if TYPE_CHECKING:
     import fsspec
 
-    from jobs.lake.units import Part, Unit
-    from jobs.output.layout import Layout
-    from operators.core.base import Preparer
+    from lakelabel.jobs.lake.units import Part, Unit
+    from lakelabel.jobs.output.layout import Layout
+    from lakelabel.operators.core.base import Preparer
 
 __all__ = ["JobFailedError", "OutputExistsError", "cluster_machine", "connect", "run_job"]
 

@@ -31,9 +31,9 @@ from typing import Any
 
 import yaml
 
-from jobs.lake.tablespec import FORMATS, TableSpec, TableSpecError, parse_table
-from jobs.safe_yaml import YamlBombError, safe_yaml
-from operators import (
+from lakelabel.jobs.lake.tablespec import FORMATS, TableSpec, TableSpecError, parse_table
+from lakelabel.jobs.safe_yaml import YamlBombError, safe_yaml
+from lakelabel.operators import (
     ERROR_COLUMN,
     ModelLoadError,
     Operator,
@@ -44,7 +44,7 @@ from operators import (
     default_model,
     operator_class,
 )
-from operators.core.hub import check_hub_model
+from lakelabel.operators.core.hub import check_hub_model
 
 log = logging.getLogger("lakelabel")
 
@@ -79,11 +79,11 @@ class StepSpec:
     output: str
     options: dict[str, Any] = field(default_factory=dict)
     batch_size: int | None = None
-    """Rows per batch; ``None``: sized by ``jobs.blocks.batch_rows``."""
+    """Rows per batch; ``None``: sized by ``lakelabel.jobs.blocks.batch_rows``."""
     num_gpus: float | None = None
     num_cpus: float | None = None
     concurrency: tuple[int, int] | None = None
-    """Actors ``(min, max)``; ``None``: sized to the cluster by ``jobs.pools.size_pools``."""
+    """Actors ``(min, max)``; ``None``: sized to the cluster by ``lakelabel.jobs.pools.size_pools``."""
     device: str = "auto"
     dtype: str = "auto"
     revision: str | None = None

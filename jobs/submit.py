@@ -1,7 +1,8 @@
 """``lakelabel submit``: run a job file on a Ray cluster through the Ray Jobs API.
 
-The cluster runs ``python -m jobs.cli run <job file>`` on its head node. The job's runtime environment carries this
-checkout's ``jobs`` and ``operators`` packages (``py_modules``) and the job file (``working_dir``, alone), so the
+The cluster runs ``python -m lakelabel run <job file>`` on its head node. The job's runtime environment carries this
+installation's ``lakelabel`` package (``py_modules``, assembled as it installs: ``lakelabel/`` with ``jobs/`` and
+``operators/`` inside) and the job file (``working_dir``, alone), so the
 code that runs is the code that validated the job here; the cluster's image supplies the dependencies (Ray, torch,
 transformers...). Paths in the job file (local input or output directories, model directories) must exist on the
 cluster's nodes.
@@ -30,11 +31,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import jobs
-import operators
-from jobs.spec import SpecError, load_spec
+import lakelabel
+import lakelabel.jobs
+import lakelabel.operators
+from lakelabel.jobs.spec import SpecError, load_spec
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ray.job_submission import JobSubmissionClient
 
 log = logging.getLogger("lakelabel")
@@ -62,11 +66,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def runtime_env(job_dir: Path) -> dict[str, Any]:
-    """The job's runtime environment: lakelabel's packages from this checkout and ``job_dir`` as working directory."""
+def package_copy(dest: Path) -> Path:
+    """Copy the ``lakelabel`` package, laid out as it installs, to ``dest/lakelabel``; returns that directory.
+
+    A source checkout keeps ``jobs/`` and ``operators/`` beside ``lakelabel/``; an installed wheel has them inside.
+    Ray's ``py_modules`` names a module by its directory, so the cluster gets one ``lakelabel`` directory either way.
+    """
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    target = dest / "lakelabel"
+    shutil.copytree(
+        Path(lakelabel.__file__).parent,
+        target,
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "jobs", "operators"),
+    )
+    for package in (lakelabel.jobs, lakelabel.operators):
+        shutil.copytree(Path(package.__file__).parent, target / package.__name__.rpartition(".")[2], ignore=ignore)
+    return target
+
+
+def runtime_env(job_dir: Path, package_dir: Path, modules: Sequence[Path] = ()) -> dict[str, Any]:
+    """The job's runtime environment: ``package_dir``, the job's own operator ``modules``, ``job_dir`` as working dir.
+
+    ``package_dir`` is :func:`package_copy`'s; each of ``modules`` is a module file or a package directory.
+    """
     return {
         "working_dir": str(job_dir),
-        "py_modules": [str(Path(jobs.__file__).parent), str(Path(operators.__file__).parent)],
+        "py_modules": [str(package_dir), *(str(module) for module in modules)],
         "excludes": ["__pycache__", "*.pyc"],
     }
 
@@ -115,15 +140,18 @@ def _send(job_path: str, address: str | None, submission_id: str | None) -> tupl
         client = JobSubmissionClient(address)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise SubmitError(f"--address: cannot reach the Ray Jobs API at {address}: {exc}") from None
-    job_dir = Path(tempfile.mkdtemp(prefix="lakelabel-submit-"))
+    stage = Path(tempfile.mkdtemp(prefix="lakelabel-submit-"))
+    job_dir = stage / "job"
     deadline = time.monotonic() + _AGENT_WAIT_S
     try:
+        job_dir.mkdir()
         shutil.copyfile(path, job_dir / path.name)
+        env = runtime_env(job_dir, package_copy(stage))
         while True:
             try:
                 submission_id = client.submit_job(
-                    entrypoint=f"python -m jobs.cli run {shlex.quote(path.name)}",
-                    runtime_env=runtime_env(job_dir),
+                    entrypoint=f"python -m lakelabel run {shlex.quote(path.name)}",
+                    runtime_env=env,
                     submission_id=submission_id,
                     metadata={"lakelabel_job": spec.name},
                 )
@@ -134,7 +162,7 @@ def _send(job_path: str, address: str | None, submission_id: str | None) -> tupl
                 log.info("the cluster's job agent is not up yet; trying again")
                 time.sleep(2)
     finally:
-        shutil.rmtree(job_dir, ignore_errors=True)
+        shutil.rmtree(stage, ignore_errors=True)
     log.info("submitted job %r to %s as %s", spec.name, address, submission_id)
     return client, submission_id
 

@@ -1,8 +1,8 @@
 """Batch operators that annotate one column of an Arrow table with a Hugging Face model."""
 
-from operators.core.base import ModelLoadError, Operator, OperatorConfig, OptionError, Resources
-from operators.core.columns import ERROR_COLUMN, ERROR_TYPE
-from operators.registry import ALIASES, TASKS, UnknownTaskError, canonical_task, default_model, operator_class
+from lakelabel.operators.core.base import ModelLoadError, Operator, OperatorConfig, OptionError, Resources
+from lakelabel.operators.core.columns import ERROR_COLUMN, ERROR_TYPE
+from lakelabel.operators.registry import ALIASES, TASKS, UnknownTaskError, canonical_task, default_model, operator_class
 
 __all__ = [
     "ALIASES",

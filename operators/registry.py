@@ -12,25 +12,25 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from operators.core.base import Operator
+    from lakelabel.operators.core.base import Operator
 
 TASKS: dict[str, str] = {
-    "text-classification": "operators.text.text_classification:TextClassification",
-    "token-classification": "operators.text.token_classification:TokenClassification",
-    "zero-shot-classification": "operators.text.zero_shot:ZeroShotClassification",
-    "feature-extraction": "operators.text.feature_extraction:FeatureExtraction",
-    "summarization": "operators.text.generation:Summarization",
-    "translation": "operators.text.generation:Translation",
-    "text-generation": "operators.text.text_generation:TextGeneration",
-    "question-answering": "operators.text.question_answering:QuestionAnswering",
-    "fill-mask": "operators.text.fill_mask:FillMask",
-    "image-classification": "operators.vision.image_classification:ImageClassification",
-    "object-detection": "operators.vision.object_detection:ObjectDetection",
-    "image-to-text": "operators.vision.image_to_text:ImageToText",
-    "image-text-to-text": "operators.vision.image_text_to_text:ImageTextToText",
-    "automatic-speech-recognition": "operators.audio.speech_recognition:SpeechRecognition",
-    "audio-classification": "operators.audio.audio_classification:AudioClassification",
-    "text-to-audio": "operators.speech_synthesis.text_to_speech:TextToSpeech",
+    "text-classification": "lakelabel.operators.text.text_classification:TextClassification",
+    "token-classification": "lakelabel.operators.text.token_classification:TokenClassification",
+    "zero-shot-classification": "lakelabel.operators.text.zero_shot:ZeroShotClassification",
+    "feature-extraction": "lakelabel.operators.text.feature_extraction:FeatureExtraction",
+    "summarization": "lakelabel.operators.text.generation:Summarization",
+    "translation": "lakelabel.operators.text.generation:Translation",
+    "text-generation": "lakelabel.operators.text.text_generation:TextGeneration",
+    "question-answering": "lakelabel.operators.text.question_answering:QuestionAnswering",
+    "fill-mask": "lakelabel.operators.text.fill_mask:FillMask",
+    "image-classification": "lakelabel.operators.vision.image_classification:ImageClassification",
+    "object-detection": "lakelabel.operators.vision.object_detection:ObjectDetection",
+    "image-to-text": "lakelabel.operators.vision.image_to_text:ImageToText",
+    "image-text-to-text": "lakelabel.operators.vision.image_text_to_text:ImageTextToText",
+    "automatic-speech-recognition": "lakelabel.operators.audio.speech_recognition:SpeechRecognition",
+    "audio-classification": "lakelabel.operators.audio.audio_classification:AudioClassification",
+    "text-to-audio": "lakelabel.operators.speech_synthesis.text_to_speech:TextToSpeech",
 }
 """Every task lakelabel runs, named as ``transformers.pipeline()`` names it, with ``module:Class`` of its operator."""
 

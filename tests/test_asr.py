@@ -15,9 +15,9 @@ import pytest
 from safetensors.numpy import load as load_arrays
 from transformers import pipeline
 
-from operators import ERROR_COLUMN, OperatorConfig, OptionError, operator_class
-from operators.audio.audio_io import load_audio
-from operators.core.base import prepared_column
+from lakelabel.operators import ERROR_COLUMN, OperatorConfig, OptionError, operator_class
+from lakelabel.operators.audio.audio_io import load_audio
+from lakelabel.operators.core.base import prepared_column
 from tests import tiny_audio
 
 TASK = "automatic-speech-recognition"
@@ -240,7 +240,7 @@ def test_options_the_model_cannot_honour_are_refused_at_setup(
 
 
 def test_a_model_that_is_neither_whisper_nor_ctc_is_refused(tmp_path) -> None:
-    from operators.core.base import ModelLoadError
+    from lakelabel.operators.core.base import ModelLoadError
 
     classifier = tiny_audio.build_audio_classifier(tmp_path / "classifier")
     with pytest.raises(ModelLoadError, match="runs Whisper or CTC models"):

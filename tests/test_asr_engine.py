@@ -16,8 +16,8 @@ import pyarrow as pa
 import pytest
 import soxr
 
-from operators import ERROR_COLUMN, OperatorConfig, operator_class
-from operators.core.base import prepared_column
+from lakelabel.operators import ERROR_COLUMN, OperatorConfig, operator_class
+from lakelabel.operators.core.base import prepared_column
 from tests import tiny_audio
 
 
@@ -46,9 +46,9 @@ class FakeEngine:
 
 @pytest.fixture
 def fake_engine(monkeypatch: pytest.MonkeyPatch) -> type[FakeEngine]:
-    module = types.ModuleType("operators.audio.faster_whisper_engine")
+    module = types.ModuleType("lakelabel.operators.audio.faster_whisper_engine")
     module.FasterWhisperEngine = FakeEngine  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "operators.audio.faster_whisper_engine", module)
+    monkeypatch.setitem(sys.modules, "lakelabel.operators.audio.faster_whisper_engine", module)
     FakeEngine.built.clear()
     FakeEngine.seen.clear()
     return FakeEngine
@@ -136,6 +136,6 @@ def test_the_engine_stage_prepares_only_the_waveform(fake_engine: type[FakeEngin
     ],
 )
 def test_faster_whisper_gets_only_the_settings_a_step_sets(options: dict, kwargs: dict) -> None:
-    from operators.audio.faster_whisper_engine import transcribe_kwargs
+    from lakelabel.operators.audio.faster_whisper_engine import transcribe_kwargs
 
     assert transcribe_kwargs(options) == kwargs

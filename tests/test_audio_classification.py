@@ -15,9 +15,9 @@ import pyarrow as pa
 import pytest
 from transformers import pipeline
 
-from operators import ERROR_COLUMN, OperatorConfig, OptionError, operator_class
-from operators.audio.audio_io import load_audio
-from operators.core.base import prepared_column
+from lakelabel.operators import ERROR_COLUMN, OperatorConfig, OptionError, operator_class
+from lakelabel.operators.audio.audio_io import load_audio
+from lakelabel.operators.core.base import prepared_column
 from tests import tiny_audio
 
 TASK = "audio-classification"
@@ -72,7 +72,7 @@ def test_matches_pipeline(classifiers: dict[str, str], norm: str, options: dict[
 def test_rows_of_equal_length_share_a_batch_and_padding_is_used_only_where_exact(
     classifiers: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from operators.audio import audio_classification
+    from lakelabel.operators.audio import audio_classification
 
     batches: list[tuple[bool, list[int]]] = []
     original = audio_classification.length_batches

@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 import soxr
 
-from operators.audio.audio_io import decode_audio, length_batches, load_audio, pad_stack
-from operators.core.media import MediaError
+from lakelabel.operators.audio.audio_io import decode_audio, length_batches, load_audio, pad_stack
+from lakelabel.operators.core.media import MediaError
 from tests.tiny_audio import encode, signal
 
 RATE = 16_000

@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import pipeline
 
-from operators import OperatorConfig, operator_class
+from lakelabel.operators import OperatorConfig, operator_class
 from tests.tiny_heads import build_mlm
 
 QA_MODEL = str(Path(__file__).parent / "golden" / "tiny-qa")

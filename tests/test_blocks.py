@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.blocks import BATCHES_PER_ACTOR, MIN_BATCH_ROWS, batch_rows
-from jobs.spec import parse_spec
+from lakelabel.jobs.blocks import BATCHES_PER_ACTOR, MIN_BATCH_ROWS, batch_rows
+from lakelabel.jobs.spec import parse_spec
 
 
 def step(actors: int = 2, batch_size: int | None = None):

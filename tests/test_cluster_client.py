@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import jobs
-import operators
-from jobs.cli import main
-from jobs.submit import add_arguments, exit_code, runtime_env, submit
+from lakelabel.jobs.cli import main
+from lakelabel.jobs.submit import add_arguments, exit_code, package_copy, runtime_env, submit
 
 
 @pytest.mark.parametrize(
@@ -31,11 +29,20 @@ def test_the_exit_code_is_the_jobs_result(status: str, driver_exit_code: int | N
     assert exit_code(status, driver_exit_code) == expected
 
 
-def test_the_runtime_env_ships_lakelabels_packages_and_the_job_directory(tmp_path: Path) -> None:
-    env = runtime_env(tmp_path)
-    assert env["working_dir"] == str(tmp_path)
-    assert env["py_modules"] == [str(Path(jobs.__file__).parent), str(Path(operators.__file__).parent)]
-    assert all((Path(path) / "__init__.py").exists() for path in env["py_modules"])
+def test_the_runtime_env_ships_one_lakelabel_package_and_the_job_directory(tmp_path: Path) -> None:
+    package = package_copy(tmp_path)
+    env = runtime_env(tmp_path / "job", package)
+    assert env["working_dir"] == str(tmp_path / "job")
+    assert env["py_modules"] == [str(tmp_path / "lakelabel")]
+    for module in (
+        "__init__.py",
+        "jobs/cli.py",
+        "jobs/lake/prefix.py",
+        "operators/registry.py",
+        "operators/text/zero_shot.py",
+    ):
+        assert (package / module).is_file(), module
+    assert not list(package.rglob("__pycache__"))
 
 
 def test_the_address_comes_from_the_flag_or_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

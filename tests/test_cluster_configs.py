@@ -19,7 +19,7 @@ import ray
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-from jobs.spec import parse_spec
+from lakelabel.jobs.spec import parse_spec
 
 CLUSTER = Path(__file__).resolve().parent.parent / "cluster"
 KUBERAY = CLUSTER / "kuberay"

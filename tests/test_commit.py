@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.lake.reading import read_shard
-from jobs.output.commit import (
+from lakelabel.jobs.lake.reading import read_shard
+from lakelabel.jobs.output.commit import (
     ROW_COLUMN,
     SHARD_COLUMN,
     CommitError,
@@ -20,9 +20,9 @@ from jobs.output.commit import (
     commit_unit,
     stage,
 )
-from jobs.output.layout import Layout, remove_temporaries, write_atomic
-from jobs.output.provenance import spec_changes
-from operators import ERROR_COLUMN, ERROR_TYPE
+from lakelabel.jobs.output.layout import Layout, remove_temporaries, write_atomic
+from lakelabel.jobs.output.provenance import spec_changes
+from lakelabel.operators import ERROR_COLUMN, ERROR_TYPE
 
 LOCAL = fsspec.filesystem("file")
 

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pytest
 from transformers import pipeline, set_seed
 
-from jobs.spec import parse_spec
+from lakelabel.jobs.spec import parse_spec
 from tests import tiny_generation, tiny_heads, tiny_models
 
 TOL = 1e-4

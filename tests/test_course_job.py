@@ -8,9 +8,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from transformers import pipeline, set_seed
 
-from jobs.runner import run_job
-from jobs.spec import parse_spec
-from operators import ERROR_COLUMN
+from lakelabel.jobs.runner import run_job
+from lakelabel.jobs.spec import parse_spec
+from lakelabel.operators import ERROR_COLUMN
 from tests import tiny_speech, tiny_vision, tiny_vlm
 from tests.conftest import write_parquet
 from tests.test_image_text_to_text import IMAGES, MAX_NEW_TOKENS, pipeline_replies

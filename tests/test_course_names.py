@@ -13,11 +13,11 @@ from huggingface_hub import constants
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
 from transformers.pipelines import SUPPORTED_TASKS, TASK_ALIASES
 
-from jobs.spec import SpecError, parse_spec
-from operators import ALIASES, TASKS, OperatorConfig, OptionError, operator_class
-from operators.core import hub
-from operators.text.text_classification import TextClassification
-from operators.text.token_classification import TokenClassification
+from lakelabel.jobs.spec import SpecError, parse_spec
+from lakelabel.operators import ALIASES, TASKS, OperatorConfig, OptionError, operator_class
+from lakelabel.operators.core import hub
+from lakelabel.operators.text.text_classification import TextClassification
+from lakelabel.operators.text.token_classification import TokenClassification
 from tests import tiny_generation
 
 TEXTS = ["John Smith works for Acme Corporation in Paris.", "Mary met Peter at the Globex office in Berlin."]

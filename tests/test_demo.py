@@ -9,8 +9,8 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from jobs.demo import DemoRun, render, run_jobs, speech_clips
-from jobs.report import ReportFiles
+from lakelabel.jobs.demo import DemoRun, render, run_jobs, speech_clips
+from lakelabel.jobs.report import ReportFiles
 from tests import report_reference
 from tests.test_report import embedded
 from tests.wer import wer

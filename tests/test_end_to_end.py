@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 import s3fs
 
-from jobs.cli import main
-from jobs.runner import run_job
-from jobs.spec import parse_spec
-from operators import ERROR_COLUMN, ERROR_TYPE
+from lakelabel.jobs.cli import main
+from lakelabel.jobs.runner import run_job
+from lakelabel.jobs.spec import parse_spec
+from lakelabel.operators import ERROR_COLUMN, ERROR_TYPE
 
 SENTENCES = [
     "John Smith works for Acme Corporation in Paris.",
@@ -170,7 +170,7 @@ def test_error_if_exists_refuses_a_used_prefix_and_overwrite_replaces_it(
         "steps": [{"task": "text-classification", "model": models["classifier"], "input": "text", "output": "s"}],
     }
     assert run_job(parse_spec(job)).rows_out == 25
-    from jobs.runner import OutputExistsError
+    from lakelabel.jobs.runner import OutputExistsError
 
     job["output"]["mode"] = "error_if_exists"
     with pytest.raises(OutputExistsError, match=r"output\.mode is error_if_exists"):
@@ -212,7 +212,7 @@ def test_cli_run_on_local_directories(tmp_path: Path, models: dict[str, str], ra
 def test_the_endpoint_comes_from_aws_endpoint_url(
     bucket: s3fs.S3FileSystem, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from jobs.plan import make_plan
+    from lakelabel.jobs.plan import make_plan
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
     spec = parse_spec(

@@ -23,12 +23,12 @@ import pyarrow.parquet as pq
 import pytest
 import s3fs
 
-from jobs.console.status import output_status
-from jobs.lake.storage import filesystem
-from jobs.output.layout import STATE
-from jobs.runner import run_job
-from jobs.spec import load_spec
-from operators import ERROR_COLUMN
+from lakelabel.jobs.console.status import output_status
+from lakelabel.jobs.lake.storage import filesystem
+from lakelabel.jobs.output.layout import STATE
+from lakelabel.jobs.runner import run_job
+from lakelabel.jobs.spec import load_spec
+from lakelabel.operators import ERROR_COLUMN
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARDS, ROWS = 8, 60
@@ -121,7 +121,7 @@ def run_until(job: Path, condition: Callable[[], bool], log: Path) -> None:
     """Start ``lakelabel run JOB`` as its own process; SIGKILL it the moment ``condition()`` holds."""
     with log.open("w") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "jobs.cli", "run", str(job)],
+            [sys.executable, "-m", "lakelabel", "run", str(job)],
             cwd=ROOT,
             env=dict(os.environ, HF_HUB_OFFLINE="1", RAY_ADDRESS=""),
             stdout=sink,

@@ -18,9 +18,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.output.layout import STATE
-from jobs.runner import JobFailedError, run_job
-from jobs.spec import parse_spec
+from lakelabel.jobs.output.layout import STATE
+from lakelabel.jobs.runner import JobFailedError, run_job
+from lakelabel.jobs.spec import parse_spec
 from tests.conftest import FAULT_FIGURES as FIGURES
 from tests.fault_proxy import Fault, FaultProxy
 

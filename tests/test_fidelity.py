@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 from transformers import pipeline
 
-from operators import OperatorConfig, operator_class
+from lakelabel.operators import OperatorConfig, operator_class
 
 LONG = (
     "John Smith flew from Paris to Berlin to meet Mary Jones of Acme Corporation. "

@@ -13,8 +13,8 @@ import pytest
 from transformers import pipeline
 from transformers.pipelines.base import PipelineException
 
-from operators import ERROR_COLUMN, OperatorConfig, OptionError, operator_class
-from operators.text.fill_mask import FILLED, FillMask
+from lakelabel.operators import ERROR_COLUMN, OperatorConfig, OptionError, operator_class
+from lakelabel.operators.text.fill_mask import FILLED, FillMask
 from tests.tiny_heads import build_mlm
 
 TOL = 1e-4

@@ -17,11 +17,11 @@ import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, GenerationConfig, pipeline
 
-from operators import ERROR_COLUMN, OperatorConfig, OptionError
-from operators.core.base import ModelLoadError
-from operators.text.generation import Summarization, Translation
-from operators.text.generation_options import DEFAULT_MAX_NEW_TOKENS, default_max_new_tokens
-from operators.text.text_generation import TextGeneration
+from lakelabel.operators import ERROR_COLUMN, OperatorConfig, OptionError
+from lakelabel.operators.core.base import ModelLoadError
+from lakelabel.operators.text.generation import Summarization, Translation
+from lakelabel.operators.text.generation_options import DEFAULT_MAX_NEW_TOKENS, default_max_new_tokens
+from lakelabel.operators.text.text_generation import TextGeneration
 from tests import tiny_generation
 
 LONG = (

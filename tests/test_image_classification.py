@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 from transformers import pipeline
 
-from operators import ERROR_COLUMN, OperatorConfig, OptionError, operator_class
-from operators.core.base import prepared_column
+from lakelabel.operators import ERROR_COLUMN, OperatorConfig, OptionError, operator_class
+from lakelabel.operators.core.base import prepared_column
 from tests import tiny_vision
 
 TASK = "image-classification"

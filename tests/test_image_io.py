@@ -11,8 +11,8 @@ from PIL import Image
 from transformers import BertConfig, VisionEncoderDecoderConfig, ViTConfig, YolosConfig
 from transformers.image_utils import load_image as transformers_load_image
 
-from operators.core.media import MediaError
-from operators.vision.image_io import decode_image, load_image, patch_side, process_image, shape_batches
+from lakelabel.operators.core.media import MediaError
+from lakelabel.operators.vision.image_io import decode_image, load_image, patch_side, process_image, shape_batches
 from tests import tiny_vision
 
 IMAGES = tiny_vision.images()

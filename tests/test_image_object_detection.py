@@ -17,9 +17,9 @@ import pytest
 from PIL import Image
 from transformers import pipeline
 
-from operators import ERROR_COLUMN, OperatorConfig, OptionError, operator_class
-from operators.core.base import prepared_column
-from operators.vision.image_io import MAX_PIXELS
+from lakelabel.operators import ERROR_COLUMN, OperatorConfig, OptionError, operator_class
+from lakelabel.operators.core.base import prepared_column
+from lakelabel.operators.vision.image_io import MAX_PIXELS
 from tests import tiny_vision
 
 TASK = "object-detection"
@@ -57,7 +57,7 @@ def assert_matches(got: list[dict], want: list[dict], name: str) -> None:
 def test_matches_pipeline_with_images_of_different_sizes_in_one_batch(
     detector: str, pipe: Any, threshold: float | None, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from operators.vision import object_detection
+    from lakelabel.operators.vision import object_detection
 
     shapes: list[list[tuple[int, ...]]] = []
     original = object_detection.shape_batches

@@ -13,11 +13,11 @@ import pyarrow as pa
 import pytest
 from transformers import pipeline
 
-from jobs.spec import parse_spec
-from operators import ERROR_COLUMN, OperatorConfig, OptionError, operator_class
-from operators.core.base import prepared_column
-from operators.vision.image_io import load_image
-from operators.vision.image_text_to_text import REPLY
+from lakelabel.jobs.spec import parse_spec
+from lakelabel.operators import ERROR_COLUMN, OperatorConfig, OptionError, operator_class
+from lakelabel.operators.core.base import prepared_column
+from lakelabel.operators.vision.image_io import load_image
+from lakelabel.operators.vision.image_text_to_text import REPLY
 from tests import tiny_vision, tiny_vlm
 from tests.tiny_vision import BAD_IMAGE_ERRORS, assert_row_errors
 

@@ -19,8 +19,8 @@ from PIL import Image
 from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer, LlavaConfig
 from transformers.image_utils import load_image
 
-from operators import ERROR_COLUMN, OperatorConfig, OptionError, operator_class
-from operators.core.base import ModelLoadError, prepared_column
+from lakelabel.operators import ERROR_COLUMN, OperatorConfig, OptionError, operator_class
+from lakelabel.operators.core.base import ModelLoadError, prepared_column
 from tests import tiny_vision
 
 TASK = "image-to-text"

@@ -14,11 +14,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.console.status import output_status
-from jobs.lake.storage import filesystem
-from jobs.output.layout import Layout
-from jobs.output.lease import LEASE, LeaseHeldError, acquire, read_lease
-from jobs.spec import StorageSpec
+from lakelabel.jobs.console.status import output_status
+from lakelabel.jobs.lake.storage import filesystem
+from lakelabel.jobs.output.layout import Layout
+from lakelabel.jobs.output.lease import LEASE, LeaseHeldError, acquire, read_lease
+from lakelabel.jobs.spec import StorageSpec
 from tests import fault_ops
 from tests.test_exactly_once import crash
 

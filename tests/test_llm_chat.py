@@ -13,10 +13,10 @@ import pyarrow as pa
 import pytest
 from transformers import AutoTokenizer, pipeline
 
-from jobs.spec import SpecError, parse_spec
-from operators import OperatorConfig, OptionError
-from operators.core.base import ModelLoadError
-from operators.text.text_generation import TextGeneration
+from lakelabel.jobs.spec import SpecError, parse_spec
+from lakelabel.operators import OperatorConfig, OptionError
+from lakelabel.operators.core.base import ModelLoadError
+from lakelabel.operators.text.text_generation import TextGeneration
 from tests import tiny_chat
 
 SYSTEM = {"role": "system", "content": "Label the sentiment of the review as positive, negative or neutral."}

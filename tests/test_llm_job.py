@@ -14,10 +14,10 @@ import duckdb
 import jsonschema
 import pyarrow as pa
 
-from jobs.runner import run_job
-from jobs.spec import parse_spec
-from operators import OperatorConfig
-from operators.text.text_generation import TextGeneration
+from lakelabel.jobs.runner import run_job
+from lakelabel.jobs.spec import parse_spec
+from lakelabel.operators import OperatorConfig
+from lakelabel.operators.text.text_generation import TextGeneration
 from tests import tiny_chat
 from tests.conftest import write_parquet
 

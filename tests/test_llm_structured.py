@@ -22,10 +22,10 @@ import torch
 import xgrammar as xgr
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from jobs.spec import SpecError, parse_spec
-from operators import OperatorConfig, OptionError
-from operators.text.structured import arrow_type
-from operators.text.text_generation import TextGeneration
+from lakelabel.jobs.spec import SpecError, parse_spec
+from lakelabel.operators import OperatorConfig, OptionError
+from lakelabel.operators.text.structured import arrow_type
+from lakelabel.operators.text.text_generation import TextGeneration
 from tests import tiny_chat
 
 MESSAGES = [{"role": "system", "content": "Reply with one JSON object."}, {"role": "user", "content": "{text}"}]
@@ -339,7 +339,7 @@ def test_bad_structured_options_are_refused(options: dict[str, Any], match: str)
 
 
 def test_a_missing_grammar_library_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    from operators.text import grammar
+    from lakelabel.operators.text import grammar
 
     real = grammar.importlib.util.find_spec
     monkeypatch.setattr(grammar.importlib.util, "find_spec", lambda name: None if name == "xgrammar" else real(name))

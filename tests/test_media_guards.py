@@ -11,9 +11,9 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from operators.audio.audio_io import MAX_AUDIO_SECONDS, decode_audio
-from operators.core.media import MediaError
-from operators.vision.image_io import MAX_PIXELS, decode_image
+from lakelabel.operators.audio.audio_io import MAX_AUDIO_SECONDS, decode_audio
+from lakelabel.operators.core.media import MediaError
+from lakelabel.operators.vision.image_io import MAX_PIXELS, decode_image
 
 pytestmark = pytest.mark.faults
 

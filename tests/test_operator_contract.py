@@ -10,9 +10,9 @@ import pyarrow as pa
 import pytest
 import torch
 
-from operators import ERROR_COLUMN, ERROR_TYPE, TASKS, OperatorConfig, OptionError, operator_class
-from operators.core.base import INPUT_KINDS
-from operators.text.text_classification import TextClassification
+from lakelabel.operators import ERROR_COLUMN, ERROR_TYPE, TASKS, OperatorConfig, OptionError, operator_class
+from lakelabel.operators.core.base import INPUT_KINDS
+from lakelabel.operators.text.text_classification import TextClassification
 
 TEXT_TASKS = ["feature-extraction", "text-classification", "token-classification", "zero-shot-classification"]
 
@@ -22,7 +22,7 @@ def make(task: str, model: str, **options: object):
 
 
 def test_operators_never_import_ray() -> None:
-    code = "import sys, operators, operators.registry; print('ray' in sys.modules)"
+    code = "import sys, operators, lakelabel.operators.registry; print('ray' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 
@@ -120,7 +120,7 @@ def test_declared_resources_ask_for_a_gpu_and_output_types_are_arrow(models: dic
 def test_pickled_weights_are_refused_by_default(models: dict[str, str], tmp_path) -> None:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from operators.core.base import ModelLoadError
+    from lakelabel.operators.core.base import ModelLoadError
 
     legacy = tmp_path / "legacy"
     model = AutoModelForSequenceClassification.from_pretrained(models["classifier"])
@@ -133,7 +133,7 @@ def test_pickled_weights_are_refused_by_default(models: dict[str, str], tmp_path
 
 
 def test_a_missing_model_names_the_model(tmp_path) -> None:
-    from operators.core.base import ModelLoadError
+    from lakelabel.operators.core.base import ModelLoadError
 
     with pytest.raises(ModelLoadError, match=str(tmp_path / "nowhere")):
         make("text-classification", str(tmp_path / "nowhere")).setup()

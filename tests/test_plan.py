@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from jobs.cli import main
-from jobs.lake.shards import ShardError
-from jobs.plan import make_plan
-from jobs.pools import Machine
-from jobs.spec import parse_spec
+from lakelabel.jobs.cli import main
+from lakelabel.jobs.lake.shards import ShardError
+from lakelabel.jobs.plan import make_plan
+from lakelabel.jobs.pools import Machine
+from lakelabel.jobs.spec import parse_spec
 from tests.conftest import write_parquet
 
 NEVER_LOADED = "example-org/model-that-does-not-exist"

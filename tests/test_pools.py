@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import ray.data
 
-from jobs.cli import main
-from jobs.plan import make_plan
-from jobs.pools import IO_SLOTS, Machine, cpu_slots, size_pools
-from jobs.runner import cluster_machine, run_job
-from jobs.spec import parse_spec
+from lakelabel.jobs.cli import main
+from lakelabel.jobs.plan import make_plan
+from lakelabel.jobs.pools import IO_SLOTS, Machine, cpu_slots, size_pools
+from lakelabel.jobs.runner import cluster_machine, run_job
+from lakelabel.jobs.spec import parse_spec
 from tests.conftest import write_parquet
 
 NEVER_LOADED = "example-org/model-that-does-not-exist"
@@ -194,7 +194,7 @@ def test_a_set_pool_larger_than_the_local_ray_restarts_it_with_the_slots_it_need
                                "output": {"uri": str(tmp_path / "out")}, "steps": [step]}))  # fmt: skip
     env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
     done = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "run", str(job)],
+        [sys.executable, "-m", "lakelabel", "run", str(job)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=Path(__file__).resolve().parent.parent,
         env=env, timeout=600, check=False,
     )  # fmt: skip

@@ -9,10 +9,10 @@ import numpy as np
 import pyarrow as pa
 from typing_extensions import override
 
-from operators import ERROR_COLUMN, Operator, OperatorConfig
-from operators.core.base import Prepared, Preparer, prepared_column
-from operators.core.columns import column_values
-from operators.core.media import media_bytes
+from lakelabel.operators import ERROR_COLUMN, Operator, OperatorConfig
+from lakelabel.operators.core.base import Prepared, Preparer, prepared_column
+from lakelabel.operators.core.columns import column_values
+from lakelabel.operators.core.media import media_bytes
 
 
 class _SizePreparer(Preparer):

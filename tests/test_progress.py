@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from jobs.console.progress import ProgressDisplay, Snapshot, clock, render_block, render_line, step_rate
-from jobs.console.runlog import console_filter, route_logs
-from jobs.console.summary import StepStats
+from lakelabel.jobs.console.progress import ProgressDisplay, Snapshot, clock, render_block, render_line, step_rate
+from lakelabel.jobs.console.runlog import console_filter, route_logs
+from lakelabel.jobs.console.summary import StepStats
 from tests.conftest import write_parquet
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -146,7 +146,7 @@ def quiet_run(models: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
     )
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     done = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "run", str(job)],
+        [sys.executable, "-m", "lakelabel", "run", str(job)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env, timeout=600, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout

@@ -17,8 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from operators import ERROR_COLUMN, OperatorConfig, OptionError, operator_class
-from operators.text.question_answering import ANSWER, QuestionAnswering
+from lakelabel.operators import ERROR_COLUMN, OperatorConfig, OptionError, operator_class
+from lakelabel.operators.text.question_answering import ANSWER, QuestionAnswering
 
 GOLDEN = Path(__file__).parent / "golden"
 MODEL = str(GOLDEN / "tiny-qa")

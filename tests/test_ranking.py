@@ -1,4 +1,4 @@
-"""operators.core.ranking against the classification pipelines' own post-processing, on hand-made logits.
+"""lakelabel.operators.core.ranking against the classification pipelines' own post-processing, on hand-made logits.
 
 Each pipeline's ``postprocess`` is called unbound with a stand-in for the pipeline that carries only a model
 config, so no model is built. Labels must come in the pipeline's order (ties included) and scores must equal the
@@ -18,8 +18,8 @@ from transformers.pipelines.audio_classification import AudioClassificationPipel
 from transformers.pipelines.image_classification import ImageClassificationPipeline
 from transformers.pipelines.text_classification import ClassificationFunction, TextClassificationPipeline
 
-from operators import OptionError
-from operators.core.ranking import LABEL_SCORE, Ranking, check_options, default_function
+from lakelabel.operators import OptionError
+from lakelabel.operators.core.ranking import LABEL_SCORE, Ranking, check_options, default_function
 
 LABELS = ("cat", "dog", "bird", "fish", "frog")
 # Rows: distinct scores; an exact tie between two labels behind the best; all equal; negative and large values.

@@ -11,12 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.cli import main
-from jobs.console.status import output_status
-from jobs.lake.shards import ShardError
-from jobs.output.state import OutputExistsError
-from jobs.runner import JobFailedError, run_job
-from jobs.spec import StorageSpec, parse_spec
+from lakelabel.jobs.cli import main
+from lakelabel.jobs.console.status import output_status
+from lakelabel.jobs.lake.shards import ShardError
+from lakelabel.jobs.output.state import OutputExistsError
+from lakelabel.jobs.runner import JobFailedError, run_job
+from lakelabel.jobs.spec import StorageSpec, parse_spec
 from tests.test_exactly_once import assert_every_row_once, output_files, records, shard_table, write_shards
 
 LOCAL = fsspec.filesystem("file")

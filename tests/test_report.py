@@ -17,9 +17,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from jobs.cli import main
-from jobs.report import ReportError, build_report, report_figures
-from jobs.spec import StorageSpec
+from lakelabel.jobs.cli import main
+from lakelabel.jobs.report import ReportError, build_report, report_figures
+from lakelabel.jobs.spec import StorageSpec
 from tests import report_reference
 from tests.synthetic_output import STEPS, write_output
 
@@ -92,8 +92,8 @@ def _peak_kib(output: Path, out: Path) -> int:
     script = (
         "import re, sys\n"
         "from pathlib import Path\n"
-        "from jobs.report import build_report\n"
-        "from jobs.spec import StorageSpec\n"
+        "from lakelabel.jobs.report import build_report\n"
+        "from lakelabel.jobs.spec import StorageSpec\n"
         "build_report(sys.argv[1], StorageSpec(), sys.argv[2])\n"
         "print(re.search(r'VmHWM:\\s+(\\d+) kB', Path('/proc/self/status').read_text()).group(1))\n"
     )

@@ -8,14 +8,14 @@ from collections import Counter
 import pyarrow as pa
 import pytest
 
-from jobs.report.figures import BINS, Figures, kind_of
-from operators.audio.speech_recognition import TRANSCRIPT
-from operators.core.ranking import LABEL_SCORE
-from operators.text.fill_mask import FILLED
-from operators.text.question_answering import ANSWER
-from operators.text.token_classification import ENTITY
-from operators.text.zero_shot import LABELS_SCORES
-from operators.vision.object_detection import DETECTION
+from lakelabel.jobs.report.figures import BINS, Figures, kind_of
+from lakelabel.operators.audio.speech_recognition import TRANSCRIPT
+from lakelabel.operators.core.ranking import LABEL_SCORE
+from lakelabel.operators.text.fill_mask import FILLED
+from lakelabel.operators.text.question_answering import ANSWER
+from lakelabel.operators.text.token_classification import ENTITY
+from lakelabel.operators.text.zero_shot import LABELS_SCORES
+from lakelabel.operators.vision.object_detection import DETECTION
 
 ERRORS = pa.list_(pa.struct([("step", pa.string()), ("message", pa.string())]))
 GENERATED = pa.struct([("generated_text", pa.string())])
@@ -149,7 +149,7 @@ def test_each_output_type_gets_its_figures(task: str) -> None:
 
 
 def test_labels_beyond_the_distinct_limit_are_summed_under_other(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("jobs.report.figures.DISTINCT", 3)
+    monkeypatch.setattr("lakelabel.jobs.report.figures.DISTINCT", 3)
     rows = [{"label": f"l{i % 5}", "score": 0.5} for i in range(10)]
     table = pa.table({"out": pa.array(rows, LABEL_SCORE)})
     figures = Figures.for_schema(table.schema, {"out": "text-classification"})

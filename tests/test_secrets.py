@@ -17,10 +17,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.console.redact import redact, redact_url
-from jobs.output.layout import Layout, unsafe_key
-from jobs.plan import make_plan
-from jobs.spec import SpecError, load_spec, parse_spec
+from lakelabel.jobs.console.redact import redact, redact_url
+from lakelabel.jobs.output.layout import Layout, unsafe_key
+from lakelabel.jobs.plan import make_plan
+from lakelabel.jobs.spec import SpecError, load_spec, parse_spec
 
 pytestmark = pytest.mark.faults
 
@@ -71,7 +71,7 @@ def test_a_sentinel_secret_in_every_credential_source_appears_in_no_file_or_log_
     ray_temp = Path(tempfile.mkdtemp(prefix="llray", dir="/tmp"))  # short: Ray's socket paths must fit
     env["RAY_TMPDIR"] = str(ray_temp)
     done = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "run", str(path)], cwd=tmp_path, env=env, capture_output=True,
+        [sys.executable, "-m", "lakelabel", "run", str(path)], cwd=tmp_path, env=env, capture_output=True,
         timeout=300, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr.decode()[-3000:]
@@ -80,7 +80,7 @@ def test_a_sentinel_secret_in_every_credential_source_appears_in_no_file_or_log_
     job["output"]["uri"] = "s3://secrets/failed/"
     path.write_text(json.dumps(job))
     failed = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "run", str(path)], cwd=tmp_path, env=env, capture_output=True,
+        [sys.executable, "-m", "lakelabel", "run", str(path)], cwd=tmp_path, env=env, capture_output=True,
         timeout=300, check=False,
     )  # fmt: skip
     assert failed.returncode != 0
@@ -103,7 +103,7 @@ def test_a_submitted_jobs_dashboard_fields_carry_no_credentials(
 ) -> None:
     import ray.job_submission
 
-    from jobs.submit import _send
+    from lakelabel.jobs.submit import _send
 
     sent: dict = {}
 

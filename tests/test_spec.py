@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import ray
 
-from jobs.cli import main
-from jobs.spec import SpecError, load_spec, parse_spec
+from lakelabel.jobs.cli import main
+from lakelabel.jobs.spec import SpecError, load_spec, parse_spec
 
 
 def job(**overrides: object) -> dict:
@@ -136,7 +136,7 @@ def test_cli_lists_known_tasks_for_an_unknown_task(tmp_path: Path, capsys: pytes
 def test_a_job_file_that_is_not_yaml_is_refused_before_ray_starts(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from jobs import runner
+    from lakelabel.jobs import runner
 
     def no_ray(*_: object, **__: object) -> None:
         raise AssertionError("Ray was started for a job file that is not YAML")
@@ -173,7 +173,7 @@ def test_a_struct_field_of_the_source_needs_only_its_column() -> None:
 
 def test_the_cli_starts_without_torch_transformers_or_ray() -> None:
     """``lakelabel --help`` and ``status`` answer at once: the heavy packages load only for what needs them."""
-    probe = "import sys, jobs.cli; print(sorted({'torch', 'transformers', 'ray'} & set(sys.modules)))"
+    probe = "import sys, lakelabel.jobs.cli; print(sorted({'torch', 'transformers', 'ray'} & set(sys.modules)))"
     root = Path(__file__).resolve().parent.parent
     done = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

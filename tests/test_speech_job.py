@@ -7,8 +7,8 @@ import io
 import numpy as np
 import soundfile as sf
 
-from jobs.demo import read_output, speech_clips, speech_spec, truncated_clip, whisper_path, write_speech_shard
-from jobs.runner import run_job
+from lakelabel.jobs.demo import read_output, speech_clips, speech_spec, truncated_clip, whisper_path, write_speech_shard
+from lakelabel.jobs.runner import run_job
 from tests.wer import wer
 
 

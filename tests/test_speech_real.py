@@ -9,11 +9,11 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from operators import ERROR_COLUMN, OperatorConfig
-from operators.audio.speech_recognition import SpeechRecognition
+from lakelabel.operators import ERROR_COLUMN, OperatorConfig
+from lakelabel.operators.audio.speech_recognition import SpeechRecognition
 from tests.wer import edits, wer, words
 
-SPEECH = Path(str(files("jobs.demo_data") / "speech"))
+SPEECH = Path(str(files("lakelabel.jobs.demo_data") / "speech"))
 
 
 def whisper_tiny_en() -> str:
@@ -44,7 +44,7 @@ GREEDY = {
 def test_whisper_tiny_en_transcribes_the_committed_clips_with_faster_whispers_defaults() -> None:
     from faster_whisper import WhisperModel
 
-    from operators.audio.audio_io import load_audio
+    from lakelabel.operators.audio.audio_io import load_audio
 
     clips = sentences()
     assert len(clips) >= 8

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pickle
 
-from jobs.lake.storage import filesystem
-from jobs.spec import StorageSpec
+from lakelabel.jobs.lake.storage import filesystem
+from lakelabel.jobs.spec import StorageSpec
 
 
 def test_each_unpickled_s3_filesystem_has_its_own_listing_cache() -> None:

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs.console.status import output_status
-from jobs.output.layout import STATE
-from jobs.runner import run_job
-from jobs.spec import load_spec
+from lakelabel.jobs.console.status import output_status
+from lakelabel.jobs.output.layout import STATE
+from lakelabel.jobs.runner import run_job
+from lakelabel.jobs.spec import load_spec
 from tests.lake_tables import Place, moto_process, rows, with_credentials
 from tests.test_exactly_once import records, run_until
 
@@ -62,7 +62,7 @@ def test_killed_around_the_table_commit_rerun_commits_every_row_once(
         **({"storage": {"endpoint_url": endpoint}} if endpoint else {}),
     }))  # fmt: skip
     spec = load_spec(job)
-    from jobs.lake import open_sink
+    from lakelabel.jobs.lake import open_sink
 
     layout = open_sink(spec, "").layout
     log = tmp_path / "killed.log"

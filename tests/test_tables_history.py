@@ -10,12 +10,12 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from jobs.cli import main
-from jobs.lake import TableChangeError
-from jobs.lake.storage import split_uri
-from jobs.plan import make_plan
-from jobs.runner import run_job
-from jobs.spec import parse_spec
+from lakelabel.jobs.cli import main
+from lakelabel.jobs.lake import TableChangeError
+from lakelabel.jobs.lake.storage import split_uri
+from lakelabel.jobs.plan import make_plan
+from lakelabel.jobs.runner import run_job
+from lakelabel.jobs.spec import parse_spec
 from tests.lake_tables import Place, rows
 
 

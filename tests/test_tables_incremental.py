@@ -12,10 +12,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from jobs.console.status import output_status
-from jobs.runner import run_job
-from jobs.spec import parse_spec
-from operators import ERROR_COLUMN
+from lakelabel.jobs.console.status import output_status
+from lakelabel.jobs.runner import run_job
+from lakelabel.jobs.spec import parse_spec
+from lakelabel.operators import ERROR_COLUMN
 from tests.lake_tables import Place, moto_process, rows, with_credentials
 
 
@@ -114,7 +114,7 @@ def test_three_appends_each_run_processes_only_new_files(
 
 
 def _manifest(place: Place, sink: str, location: str | None):
-    from jobs.lake import open_sink
+    from lakelabel.jobs.lake import open_sink
 
     spec = parse_spec(
         {"name": "m", "input": {"uri": "/x"}, "output": place.block(sink, "annotated"),

@@ -9,10 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.console.status import output_status
-from jobs.output.state import OutputExistsError
-from jobs.runner import run_job
-from jobs.spec import parse_spec
+from lakelabel.jobs.console.status import output_status
+from lakelabel.jobs.output.state import OutputExistsError
+from lakelabel.jobs.runner import run_job
+from lakelabel.jobs.spec import parse_spec
 from tests.lake_tables import Place, rows
 
 CLASSIFY = {"task": "text-classification", "input": "text", "output": "label"}

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs.output.provenance import normalised_spec, provenance
-from jobs.plan import make_plan
-from jobs.runner import run_job
-from jobs.spec import SpecError, parse_spec
+from lakelabel.jobs.output.provenance import normalised_spec, provenance
+from lakelabel.jobs.plan import make_plan
+from lakelabel.jobs.runner import run_job
+from lakelabel.jobs.spec import SpecError, parse_spec
 from tests.lake_tables import Place, rows
 
 CATALOG = {"type": "sql", "uri": "sqlite:////lake/catalog.db", "warehouse": "s3://lake/warehouse"}

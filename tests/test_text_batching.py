@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from operators.core.text_batching import length_sorted_chunks
+from lakelabel.operators.core.text_batching import length_sorted_chunks
 
 
 @pytest.mark.parametrize(("budget", "max_rows"), [(64, 256), (1024, 256), (1024, 8)])

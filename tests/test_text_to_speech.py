@@ -19,9 +19,9 @@ import soundfile
 import torch
 from transformers import SpeechT5HifiGan, pipeline, set_seed
 
-from jobs.spec import parse_spec
-from operators import ERROR_COLUMN, OperatorConfig, OptionError, operator_class
-from operators.speech_synthesis.text_to_speech import AUDIO
+from lakelabel.jobs.spec import parse_spec
+from lakelabel.operators import ERROR_COLUMN, OperatorConfig, OptionError, operator_class
+from lakelabel.operators.speech_synthesis.text_to_speech import AUDIO
 from tests import tiny_speech
 from tests.tiny_vision import assert_row_errors
 

@@ -14,16 +14,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.console.status import output_status
-from jobs.lake.reading import read_unit
-from jobs.lake.shards import read_footer
-from jobs.lake.units import Part, bundle, split_parts
-from jobs.output.commit import ROW_COLUMN, SHARD_COLUMN, ShardRecord, Units, stage
-from jobs.output.layout import Layout
-from jobs.plan import make_plan
-from jobs.runner import run_job
-from jobs.spec import SpecError, load_spec, parse_spec
-from operators import ERROR_COLUMN, ERROR_TYPE
+from lakelabel.jobs.console.status import output_status
+from lakelabel.jobs.lake.reading import read_unit
+from lakelabel.jobs.lake.shards import read_footer
+from lakelabel.jobs.lake.units import Part, bundle, split_parts
+from lakelabel.jobs.output.commit import ROW_COLUMN, SHARD_COLUMN, ShardRecord, Units, stage
+from lakelabel.jobs.output.layout import Layout
+from lakelabel.jobs.plan import make_plan
+from lakelabel.jobs.runner import run_job
+from lakelabel.jobs.spec import SpecError, load_spec, parse_spec
+from lakelabel.operators import ERROR_COLUMN, ERROR_TYPE
 from tests.test_exactly_once import run_until
 
 LOCAL = fsspec.filesystem("file")

@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.isolation import DIED, batch_key, run_isolating
-from jobs.runner import run_job
-from jobs.spec import parse_spec
-from operators import ERROR_COLUMN, registry
+from lakelabel.jobs.isolation import DIED, batch_key, run_isolating
+from lakelabel.jobs.runner import run_job
+from lakelabel.jobs.spec import parse_spec
+from lakelabel.operators import ERROR_COLUMN, registry
 from tests import fault_ops
 
 pytestmark = pytest.mark.faults

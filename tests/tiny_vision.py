@@ -302,7 +302,7 @@ def assert_row_errors(table: pa.Table, expected: list[str | None]) -> None:
     """Each row's first error message fully matches its pattern; None: the row has no error."""
     import re
 
-    from operators import ERROR_COLUMN
+    from lakelabel.operators import ERROR_COLUMN
 
     messages = [row[0]["message"] if row else None for row in table.column(ERROR_COLUMN).to_pylist()]
     assert len(messages) == len(expected)

@@ -23,12 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
-from jobs.console.runlog import PROGRESS_LOGGER, console_filter
+from lakelabel.jobs.console.runlog import PROGRESS_LOGGER, console_filter
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from jobs.console.summary import StepStats
+    from lakelabel.jobs.console.summary import StepStats
 
 __all__ = ["ProgressDisplay", "Snapshot", "render_block", "render_line"]
 

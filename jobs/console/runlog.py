@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from fsspec.implementations.local import LocalFileSystem
 
-from jobs.output.layout import STATE
+from lakelabel.jobs.output.layout import STATE
 
 if TYPE_CHECKING:
     import fsspec

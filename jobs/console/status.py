@@ -11,13 +11,13 @@ import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jobs.lake.storage import filesystem
-from jobs.output.layout import STATE, Layout
-from jobs.output.lease import describe, read_lease
+from lakelabel.jobs.lake.storage import filesystem
+from lakelabel.jobs.output.layout import STATE, Layout
+from lakelabel.jobs.output.lease import describe, read_lease
 
 if TYPE_CHECKING:
-    from jobs.lake import Sink
-    from jobs.spec import StorageSpec
+    from lakelabel.jobs.lake import Sink
+    from lakelabel.jobs.spec import StorageSpec
 
 
 _LISTED = 20
@@ -32,16 +32,16 @@ def _when(stamp: float | None) -> str:
 def _locate(target: str, storage: StorageSpec) -> tuple[Layout, str, Sink | None]:
     """The layout holding the records, a label, and the table sink (None for a prefix)."""
     if target.endswith((".yaml", ".yml", ".json")) and Path(target).is_file():
-        from jobs.lake import open_sink  # noqa: PLC0415
-        from jobs.spec import load_spec  # noqa: PLC0415
+        from lakelabel.jobs.lake import open_sink  # noqa: PLC0415
+        from lakelabel.jobs.spec import load_spec  # noqa: PLC0415
 
         spec = load_spec(target)
         sink = open_sink(spec, "")
         return sink.layout, sink.label, sink if spec.output_table else None
     fs, root = filesystem(target, storage)
     if fs.exists(f"{root}/_delta_log"):
-        from jobs.lake.delta import DeltaSink  # noqa: PLC0415
-        from jobs.lake.tablespec import TableSpec  # noqa: PLC0415
+        from lakelabel.jobs.lake.delta import DeltaSink  # noqa: PLC0415
+        from lakelabel.jobs.lake.tablespec import TableSpec  # noqa: PLC0415
 
         sink = DeltaSink(TableSpec(format="delta", uri=target.rstrip("/")), storage, "")
         return sink.layout, sink.label, sink

@@ -9,9 +9,9 @@ exactly once. The runner calls ``Sink.shard_committed`` and ``Sink.finish`` and 
 ================  ==========================  ==============================================
 format            Source                      Sink
 ================  ==========================  ==============================================
-``parquet``       ``jobs.lake.prefix``         ``jobs.lake.prefix`` (files and records only)
-``iceberg``       ``jobs.lake.iceberg``        ``jobs.lake.iceberg`` (``add_files``)
-``delta``         ``jobs.lake.delta``          ``jobs.lake.delta`` (``create_write_transaction``)
+``parquet``       ``lakelabel.jobs.lake.prefix``         ``lakelabel.jobs.lake.prefix`` (files and records only)
+``iceberg``       ``lakelabel.jobs.lake.iceberg``        ``lakelabel.jobs.lake.iceberg`` (``add_files``)
+``delta``         ``lakelabel.jobs.lake.delta``          ``lakelabel.jobs.lake.delta`` (``create_write_transaction``)
 ================  ==========================  ==============================================
 
 A fourth format is one module with a ``Source`` and a ``Sink`` and one line in ``open_source`` / ``open_sink``.
@@ -22,15 +22,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
-from jobs.lake.shards import ShardError
+from lakelabel.jobs.lake.shards import ShardError
 
 if TYPE_CHECKING:
     import fsspec
 
-    from jobs.output.commit import ShardRecord
-    from jobs.output.layout import Layout
-    from jobs.output.state import RunState
-    from jobs.spec import JobSpec
+    from lakelabel.jobs.output.commit import ShardRecord
+    from lakelabel.jobs.output.layout import Layout
+    from lakelabel.jobs.output.state import RunState
+    from lakelabel.jobs.spec import JobSpec
 
 __all__ = ["Sink", "Source", "TableChangeError", "open_sink", "open_source"]
 
@@ -91,14 +91,14 @@ def open_source(spec: JobSpec) -> Source:
     """The ``Source`` of ``spec.input``."""
     table = spec.input_table
     if table is None:
-        from jobs.lake.prefix import PrefixSource  # noqa: PLC0415
+        from lakelabel.jobs.lake.prefix import PrefixSource  # noqa: PLC0415
 
         return PrefixSource(spec.input_uri, spec.storage)
     if table.format == "iceberg":
-        from jobs.lake.iceberg import IcebergSource  # noqa: PLC0415
+        from lakelabel.jobs.lake.iceberg import IcebergSource  # noqa: PLC0415
 
         return IcebergSource(table, spec.storage)
-    from jobs.lake.delta import DeltaSource  # noqa: PLC0415
+    from lakelabel.jobs.lake.delta import DeltaSource  # noqa: PLC0415
 
     return DeltaSource(table, spec.storage)
 
@@ -107,13 +107,13 @@ def open_sink(spec: JobSpec, input_root: str) -> Sink:
     """The ``Sink`` of ``spec.output``; shard keys are taken relative to ``input_root``."""
     table = spec.output_table
     if table is None:
-        from jobs.lake.prefix import PrefixSink  # noqa: PLC0415
+        from lakelabel.jobs.lake.prefix import PrefixSink  # noqa: PLC0415
 
         return PrefixSink(spec.output_uri, spec.storage, input_root)
     if table.format == "iceberg":
-        from jobs.lake.iceberg import IcebergSink  # noqa: PLC0415
+        from lakelabel.jobs.lake.iceberg import IcebergSink  # noqa: PLC0415
 
         return IcebergSink(table, spec.storage, input_root, spec)
-    from jobs.lake.delta import DeltaSink  # noqa: PLC0415
+    from lakelabel.jobs.lake.delta import DeltaSink  # noqa: PLC0415
 
     return DeltaSink(table, spec.storage, input_root, spec)

@@ -3,7 +3,7 @@
 Input: the data files of one version (``input.version``, else the latest), each a shard; a later run checks every
 commit since the version its last run read: appends only (plus metadata-only commits), or it is refused naming the
 versions. Partitioned tables (partition values live outside the data files), column mapping and deletion vectors
-are refused. Output: see ``jobs.lake.table_sink``; a missing table is created by its first commit
+are refused. Output: see ``lakelabel.jobs.lake.table_sink``; a missing table is created by its first commit
 (``create_table_with_add_actions``), later commits are ``create_write_transaction`` appends.
 """
 
@@ -14,18 +14,18 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from jobs.lake import Source, TableChangeError
-from jobs.lake.shards import ShardError
-from jobs.lake.storage import filesystem, split_uri
-from jobs.lake.table_sink import TableSink
+from lakelabel.jobs.lake import Source, TableChangeError
+from lakelabel.jobs.lake.shards import ShardError
+from lakelabel.jobs.lake.storage import filesystem, split_uri
+from lakelabel.jobs.lake.table_sink import TableSink
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from deltalake import DeltaTable
 
-    from jobs.lake.tablespec import TableSpec
-    from jobs.output.commit import ShardRecord
-    from jobs.spec import JobSpec, StorageSpec
+    from lakelabel.jobs.lake.tablespec import TableSpec
+    from lakelabel.jobs.output.commit import ShardRecord
+    from lakelabel.jobs.spec import JobSpec, StorageSpec
 
 _APPENDS = {"WRITE", "STREAMING UPDATE", "CREATE TABLE", "CREATE OR REPLACE TABLE"}
 _METADATA_ONLY = {

@@ -2,9 +2,9 @@
 
 Input: the data files of one snapshot (``input.snapshot``, else the current one), each a shard. A later run
 checks every snapshot between the one its last run read and this one: appends only, or it is refused naming the
-snapshots. Data files with delete files (row-level deletes) are refused too. Output: see ``jobs.lake.table_sink``;
-a missing table is created by its first commit (``create_table_transaction`` + ``add_files``, one snapshot), and
-columns the table lacks are added in the same transaction as the data.
+snapshots. Data files with delete files (row-level deletes) are refused too. Output: see
+``lakelabel.jobs.lake.table_sink``; a missing table is created by its first commit (``create_table_transaction`` +
+``add_files``, one snapshot), and columns the table lacks are added in the same transaction as the data.
 """
 
 from __future__ import annotations
@@ -14,19 +14,19 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from jobs.lake import Source, TableChangeError
-from jobs.lake.shards import ShardError
-from jobs.lake.storage import filesystem, split_uri
-from jobs.lake.table_sink import TableSink
+from lakelabel.jobs.lake import Source, TableChangeError
+from lakelabel.jobs.lake.shards import ShardError
+from lakelabel.jobs.lake.storage import filesystem, split_uri
+from lakelabel.jobs.lake.table_sink import TableSink
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table
 
-    from jobs.lake.tablespec import TableSpec
-    from jobs.output.commit import ShardRecord
-    from jobs.spec import JobSpec, StorageSpec
+    from lakelabel.jobs.lake.tablespec import TableSpec
+    from lakelabel.jobs.output.commit import ShardRecord
+    from lakelabel.jobs.spec import JobSpec, StorageSpec
 
 _RETRIES = 8
 log = logging.getLogger("lakelabel")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from jobs.lake import Sink, Source
-from jobs.lake.shards import ShardError, list_shards, shard_root
-from jobs.lake.storage import filesystem
-from jobs.output.layout import Layout
+from lakelabel.jobs.lake import Sink, Source
+from lakelabel.jobs.lake.shards import ShardError, list_shards, shard_root
+from lakelabel.jobs.lake.storage import filesystem
+from lakelabel.jobs.output.layout import Layout
 
 if TYPE_CHECKING:
-    from jobs.spec import StorageSpec
+    from lakelabel.jobs.spec import StorageSpec
 
 
 class PrefixSource(Source):

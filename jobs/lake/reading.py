@@ -15,13 +15,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.lake.storage import StorageError, whole_kwargs
-from jobs.output.commit import ROW_COLUMN, SHARD_COLUMN
+from lakelabel.jobs.lake.storage import StorageError, whole_kwargs
+from lakelabel.jobs.output.commit import ROW_COLUMN, SHARD_COLUMN
 
 if TYPE_CHECKING:
     import fsspec
 
-    from jobs.lake.units import Part
+    from lakelabel.jobs.lake.units import Part
 
 
 def _tag(batch: pa.RecordBatch | pa.Table, index: int, first: int) -> pa.Table:

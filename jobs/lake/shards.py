@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.lake.storage import StorageError, whole_kwargs
+from lakelabel.jobs.lake.storage import StorageError, whole_kwargs
 
 if TYPE_CHECKING:
     import fsspec

@@ -36,10 +36,10 @@ from s3fs import S3FileSystem
 from s3fs.core import _error_wrapper
 from typing_extensions import override
 
-from jobs.console.redact import redact_url
+from lakelabel.jobs.console.redact import redact_url
 
 if TYPE_CHECKING:
-    from jobs.spec import StorageSpec
+    from lakelabel.jobs.spec import StorageSpec
 
 log = logging.getLogger("lakelabel")
 

@@ -19,20 +19,20 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow.parquet as pq
 
-from jobs.lake import Sink
-from jobs.lake.storage import split_uri
-from jobs.output.commit import ShardRecord
-from jobs.output.layout import Layout
-from jobs.output.provenance import spec_hash
-from jobs.output.state import OutputExistsError
+from lakelabel.jobs.lake import Sink
+from lakelabel.jobs.lake.storage import split_uri
+from lakelabel.jobs.output.commit import ShardRecord
+from lakelabel.jobs.output.layout import Layout
+from lakelabel.jobs.output.provenance import spec_hash
+from lakelabel.jobs.output.state import OutputExistsError
 
 if TYPE_CHECKING:
     import fsspec
     import pyarrow as pa
 
-    from jobs.lake.tablespec import TableSpec
-    from jobs.output.state import RunState
-    from jobs.spec import JobSpec
+    from lakelabel.jobs.lake.tablespec import TableSpec
+    from lakelabel.jobs.output.state import RunState
+    from lakelabel.jobs.spec import JobSpec
 
 log = logging.getLogger("lakelabel")
 _CONSOLE = {"console": True}  # table commits are shown on the console beside the progress lines

@@ -26,7 +26,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from jobs.lake.shards import Shard
+from lakelabel.jobs.lake.shards import Shard
 
 
 @dataclass(frozen=True)

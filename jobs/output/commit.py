@@ -31,13 +31,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import ipc
 
-from jobs.output.layout import Layout, write_atomic, write_atomic_many
-from operators import ERROR_COLUMN
+from lakelabel.jobs.output.layout import Layout, write_atomic, write_atomic_many
+from lakelabel.operators import ERROR_COLUMN
 
 if TYPE_CHECKING:
     import fsspec
 
-    from jobs.lake.units import Unit
+    from lakelabel.jobs.lake.units import Unit
 
 SHARD_COLUMN = "__lakelabel_shard__"
 ROW_COLUMN = "__lakelabel_row__"

@@ -6,8 +6,8 @@ on a local disk. While the run lives a thread rewrites it every third of ``outpu
 expiry; the run removes it when it ends. A run killed with ``SIGKILL`` leaves it behind, and the next run takes it
 over once it has expired, or at once when the holder ran on the same machine and its process is gone. A run that
 ended while the store was unreachable leaves its lease behind too: a later run in the same process (a scheduler that
-calls :func:`jobs.runner.run_job` in a loop) takes it over at once, since that process knows its own live leases. A
-second run meanwhile refuses, naming the holder, or waits for it (``--wait``).
+calls :func:`lakelabel.jobs.runner.run_job` in a loop) takes it over at once, since that process knows its own live
+leases. A second run meanwhile refuses, naming the holder, or waits for it (``--wait``).
 
 Example::
 
@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any
 
 from fsspec.implementations.local import LocalFileSystem
 
-from jobs.output.layout import STATE, write_atomic
+from lakelabel.jobs.output.layout import STATE, write_atomic
 
 if TYPE_CHECKING:
-    from jobs.output.layout import Layout
+    from lakelabel.jobs.output.layout import Layout
 
 log = logging.getLogger("lakelabel")
 LEASE = f"{STATE}/lease.json"

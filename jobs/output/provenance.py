@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from jobs.spec import JobSpec
+    from lakelabel.jobs.spec import JobSpec
 
 _PACKAGES = ("lakelabel", "ray", "torch", "transformers", "pyarrow")
 _WEIGHTS = (".safetensors", ".bin", ".pt", ".pth")

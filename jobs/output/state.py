@@ -18,14 +18,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from jobs.output.commit import ShardRecord
-from jobs.output.layout import STATE, Layout, remove_temporaries
-from jobs.output.provenance import normalised_spec, provenance, spec_changes, spec_hash
+from lakelabel.jobs.output.commit import ShardRecord
+from lakelabel.jobs.output.layout import STATE, Layout, remove_temporaries
+from lakelabel.jobs.output.provenance import normalised_spec, provenance, spec_changes, spec_hash
 
 if TYPE_CHECKING:
-    from jobs.console.summary import RunSummary
-    from jobs.lake.units import Part, Unit
-    from jobs.plan import Plan
+    from lakelabel.jobs.console.summary import RunSummary
+    from lakelabel.jobs.lake.units import Part, Unit
+    from lakelabel.jobs.plan import Plan
 
 
 class OutputExistsError(RuntimeError):

@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow.parquet as pq
 
-from jobs.lake.storage import filesystem
-from jobs.output.layout import STATE, Layout
-from jobs.report.figures import Figures
+from lakelabel.jobs.lake.storage import filesystem
+from lakelabel.jobs.output.layout import STATE, Layout
+from lakelabel.jobs.report.figures import Figures
 
 if TYPE_CHECKING:
     import fsspec
     import pyarrow as pa
 
-    from jobs.spec import StorageSpec
+    from lakelabel.jobs.spec import StorageSpec
 
 __all__ = ["BATCH_ROWS", "ReportError", "ReportFiles", "build_report", "report_figures"]
 
@@ -149,7 +149,7 @@ def report_figures(uri: str, storage: StorageSpec) -> dict[str, Any]:
 
 def build_report(uri: str, storage: StorageSpec, out: str | Path) -> ReportFiles:
     """Write ``report.json`` and ``report.html`` (charts embedded, nothing fetched when opened) into ``out``."""
-    from jobs.report.page import render_page  # noqa: PLC0415 - matplotlib only when a page is made
+    from lakelabel.jobs.report.page import render_page  # noqa: PLC0415 - matplotlib only when a page is made
 
     figures = report_figures(uri, storage)
     target = Path(out)

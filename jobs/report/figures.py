@@ -29,8 +29,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from jobs.output.commit import row_errors
-from operators.core.columns import ERROR_COLUMN
+from lakelabel.jobs.output.commit import row_errors
+from lakelabel.operators.core.columns import ERROR_COLUMN
 
 __all__ = ["BINS", "DISTINCT", "Figures", "Series", "StepFigures", "kind_of"]
 

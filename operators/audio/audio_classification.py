@@ -16,7 +16,7 @@ import pyarrow as pa
 import torch
 from typing_extensions import override
 
-from operators.audio.audio_io import (
+from lakelabel.operators.audio.audio_io import (
     MAX_AUDIO_SECONDS,
     length_batches,
     load_audio,
@@ -24,9 +24,9 @@ from operators.audio.audio_io import (
     pad_stack,
     pads_exactly,
 )
-from operators.core.base import Operator, Prepared, Preparer
-from operators.core.loading import load_model
-from operators.core.ranking import LABEL_SCORE, Ranking, check_options
+from lakelabel.operators.core.base import Operator, Prepared, Preparer
+from lakelabel.operators.core.loading import load_model
+from lakelabel.operators.core.ranking import LABEL_SCORE, Ranking, check_options
 
 
 class AudioClassification(Operator):

@@ -26,13 +26,13 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from operators.core.base import ModelLoadError
-from operators.core.media import MediaError, media_bytes
+from lakelabel.operators.core.base import ModelLoadError
+from lakelabel.operators.core.media import MediaError, media_bytes
 
 if TYPE_CHECKING:
     from transformers import FeatureExtractionMixin
 
-    from operators.core.base import OperatorConfig
+    from lakelabel.operators.core.base import OperatorConfig
 
 MAX_AUDIO_SECONDS = 4 * 3600.0
 """Default duration limit of a recording, checked from its header (frames / rate) before decoding: a multi-day

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from typing_extensions import override
 
-from operators.audio.audio_io import load_audio, load_feature_extractor
-from operators.core.base import ModelLoadError, OptionError, Prepared, Preparer
-from operators.core.loading import load_config
+from lakelabel.operators.audio.audio_io import load_audio, load_feature_extractor
+from lakelabel.operators.core.base import ModelLoadError, OptionError, Prepared, Preparer
+from lakelabel.operators.core.loading import load_config
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -53,7 +53,7 @@ def model_kind(model_config: Any, model: str) -> str:
 
 def engine_class() -> Any:
     """The faster-whisper engine class, imported only when a step asks for it."""
-    from operators.audio.faster_whisper_engine import FasterWhisperEngine  # noqa: PLC0415 - only that engine needs it
+    from lakelabel.operators.audio.faster_whisper_engine import FasterWhisperEngine  # noqa: PLC0415 - only that engine needs it
 
     return FasterWhisperEngine
 

@@ -12,8 +12,8 @@ Two engines:
   ``chunk_length_s=30`` when no ``chunk_length_s`` is given (``pipeline()`` would run Whisper's sequential
   long-form decoding instead); shorter ones are one chunk, exactly as the pipeline without chunking. CTC models
   chunk only when ``chunk_length_s`` is set.
-* ``faster-whisper`` runs a CTranslate2 Whisper directory through ``operators.audio.faster_whisper_engine``; the CPU
-  stage only decodes to 16 kHz mono, and the engine computes its own features and handles long audio.
+* ``faster-whisper`` runs a CTranslate2 Whisper directory through ``lakelabel.operators.audio.faster_whisper_engine``;
+  the CPU stage only decodes to 16 kHz mono, and the engine computes its own features and handles long audio.
 
 Options (``pipeline()``'s names): ``engine``, ``return_timestamps`` (``False``; Whisper: ``True`` for segments or
 ``"word"``; CTC: ``"char"`` or ``"word"``), ``chunk_length_s``, ``stride_length_s``, ``max_new_tokens`` (default
@@ -34,15 +34,22 @@ import pyarrow as pa
 import torch
 from typing_extensions import override
 
-from operators.audio.audio_io import (
+from lakelabel.operators.audio.audio_io import (
     length_batches,
     load_feature_extractor,
     pad_stack,
     pads_exactly,
 )
-from operators.audio.speech_chunks import SpeechPreparer, align_to_samples, engine_class, is_number, model_kind, strides
-from operators.core.base import Operator, OptionError, Prepared, Preparer
-from operators.core.loading import load_config, load_model, load_tokenizer, resolve_device
+from lakelabel.operators.audio.speech_chunks import (
+    SpeechPreparer,
+    align_to_samples,
+    engine_class,
+    is_number,
+    model_kind,
+    strides,
+)
+from lakelabel.operators.core.base import Operator, OptionError, Prepared, Preparer
+from lakelabel.operators.core.loading import load_config, load_model, load_tokenizer, resolve_device
 
 if TYPE_CHECKING:
     pass

@@ -30,7 +30,7 @@ import pyarrow as pa
 from safetensors.numpy import load as load_arrays
 from safetensors.numpy import save as save_arrays
 
-from operators.core.columns import add_errors, column_values, scatter, set_column
+from lakelabel.operators.core.columns import add_errors, column_values, scatter, set_column
 
 log = logging.getLogger("lakelabel")
 
@@ -117,7 +117,7 @@ class Operator(ABC):
     """One of ``INPUT_KINDS``: what the input column must hold (checked in every shard's schema before a run)."""
 
     def __init__(self, config: OperatorConfig) -> None:
-        from operators.core.legacy import translate  # noqa: PLC0415 - legacy imports OptionError from this module
+        from lakelabel.operators.core.legacy import translate  # noqa: PLC0415 - legacy imports OptionError from this module
 
         options = translate(self.task, config.options, f"step '{config.output}' ({self.task})")
         if options != dict(config.options):

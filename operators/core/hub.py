@@ -7,7 +7,7 @@ retries on every worker. Imports no torch: the job spec uses it on the driver.
 
 from __future__ import annotations
 
-from operators.core.base import ModelLoadError
+from lakelabel.operators.core.base import ModelLoadError
 
 PROBE_TIMEOUT_S = 10.0
 """Seconds one request to the Hub may take before the model counts as unreachable."""

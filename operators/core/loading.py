@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig
 
-from operators.core.base import ModelLoadError
+from lakelabel.operators.core.base import ModelLoadError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from operators.core.base import OperatorConfig
+    from lakelabel.operators.core.base import OperatorConfig
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from operators.core.base import OptionError
-from operators.core.columns import equal_lists
+from lakelabel.operators.core.base import OptionError
+from lakelabel.operators.core.columns import equal_lists
 
 if TYPE_CHECKING:
     import torch

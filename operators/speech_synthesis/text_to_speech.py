@@ -31,9 +31,9 @@ import soundfile
 import torch
 from typing_extensions import override
 
-from operators.core.base import ModelLoadError, Operator, OptionError
-from operators.core.columns import column_values
-from operators.core.loading import load_config, load_model, load_tokenizer
+from lakelabel.operators.core.base import ModelLoadError, Operator, OptionError
+from lakelabel.operators.core.columns import column_values
+from lakelabel.operators.core.loading import load_config, load_model, load_tokenizer
 
 AUDIO = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 """What ``datasets``' ``Audio`` feature writes to Parquet."""

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from operators.core.base import OptionError
+from lakelabel.operators.core.base import OptionError
 
 ROLES = ("system", "user", "assistant")
 

@@ -16,9 +16,9 @@ import torch
 from transformers import AutoModel
 from typing_extensions import override
 
-from operators.core.base import Operator, OperatorConfig, OptionError
-from operators.core.loading import load_config, load_model, load_tokenizer, read_model_json
-from operators.core.text_batching import SORT_WINDOW, forward_rows, mean_pool
+from lakelabel.operators.core.base import Operator, OperatorConfig, OptionError
+from lakelabel.operators.core.loading import load_config, load_model, load_tokenizer, read_model_json
+from lakelabel.operators.core.text_batching import SORT_WINDOW, forward_rows, mean_pool
 
 
 def sentence_transformers_defaults(config: OperatorConfig) -> dict[str, Any]:

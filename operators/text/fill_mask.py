@@ -16,10 +16,10 @@ import torch
 from transformers import AutoModelForMaskedLM
 from typing_extensions import override
 
-from operators.core.base import Operator, OptionError
-from operators.core.columns import equal_lists
-from operators.core.loading import load_model, load_tokenizer
-from operators.core.text_batching import TOKEN_BUDGET, length_sorted_chunks
+from lakelabel.operators.core.base import Operator, OptionError
+from lakelabel.operators.core.columns import equal_lists
+from lakelabel.operators.core.loading import load_model, load_tokenizer
+from lakelabel.operators.core.text_batching import TOKEN_BUDGET, length_sorted_chunks
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -13,8 +13,8 @@ them as batch operators on the model classes, with the 4.x pipelines' output fie
   special tokens, or the prefix); a text that gives no tokens at all gets a row error.
 
 With ``num_return_sequences`` above 1 the output is a ``list`` of those structs, best first for beam search.
-Decoding settings are in ``operators.text.generation_options``: greedy unless the model's generation settings or the
-job say otherwise, ``max_new_tokens`` always bounded. Rows are tokenised once, sorted by length and cut into
+Decoding settings are in ``lakelabel.operators.text.generation_options``: greedy unless the model's generation settings
+or the job say otherwise, ``max_new_tokens`` always bounded. Rows are tokenised once, sorted by length and cut into
 batches by a token budget; padding is masked, so a row's greedy output does not depend on the batch it ran in.
 Sampling (``do_sample``) is seeded with ``seed`` before each batch: a job run twice gives the same texts.
 """
@@ -29,11 +29,11 @@ import torch
 from transformers import AutoModelForSeq2SeqLM
 from typing_extensions import override
 
-from operators.core.base import ModelLoadError, Operator, OptionError
-from operators.core.columns import equal_lists
-from operators.core.loading import load_model, load_tokenizer
-from operators.core.text_batching import length_sorted_chunks
-from operators.text.generation_options import (
+from lakelabel.operators.core.base import ModelLoadError, Operator, OptionError
+from lakelabel.operators.core.columns import equal_lists
+from lakelabel.operators.core.loading import load_model, load_tokenizer
+from lakelabel.operators.core.text_batching import length_sorted_chunks
+from lakelabel.operators.text.generation_options import (
     GENERATE_DEFAULTS,
     check_generate_options,
     check_optional,

@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from operators.core.base import OptionError
+from lakelabel.operators.core.base import OptionError
 
 DEFAULT_MAX_NEW_TOKENS = 256
 """New tokens per output when neither the job nor the model bounds them: the pipelines' own default."""

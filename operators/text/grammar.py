@@ -13,7 +13,7 @@ import importlib.util
 from collections.abc import Mapping
 from typing import Any
 
-from operators.core.base import OptionError
+from lakelabel.operators.core.base import OptionError
 
 EXTRA = "llm"
 

@@ -5,7 +5,7 @@ transformers 5 removed ``pipeline("question-answering")``; this operator keeps i
 (``question_column``) or fixed for every row (``question``). A context longer than the window is covered by 4.x's
 overlapping windows (``max_seq_len`` tokens each, ``doc_stride`` tokens of overlap); the windows of a whole batch
 run through the model together, in length-sorted micro-batches, and the spans are chosen exactly as 4.x chose them
-(``operators.text.qa_spans``).
+(``lakelabel.operators.text.qa_spans``).
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import torch
 from transformers import AutoModelForQuestionAnswering
 from typing_extensions import override
 
-from operators.core.base import Operator, OptionError
-from operators.core.columns import column_values
-from operators.core.loading import load_model, load_tokenizer
-from operators.core.text_batching import forward_rows
-from operators.text.qa_spans import Window, best_answers
+from lakelabel.operators.core.base import Operator, OptionError
+from lakelabel.operators.core.columns import column_values
+from lakelabel.operators.core.loading import load_model, load_tokenizer
+from lakelabel.operators.core.text_batching import forward_rows
+from lakelabel.operators.text.qa_spans import Window, best_answers
 
 if TYPE_CHECKING:
     from transformers import BatchEncoding

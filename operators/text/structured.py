@@ -33,7 +33,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from operators.core.base import OptionError
+from lakelabel.operators.core.base import OptionError
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 

@@ -9,10 +9,10 @@ import torch
 from transformers import AutoModelForSequenceClassification
 from typing_extensions import override
 
-from operators.core.base import Operator, OptionError
-from operators.core.loading import load_model, load_tokenizer
-from operators.core.ranking import FUNCTIONS, LABEL_SCORE, Ranking
-from operators.core.text_batching import SORT_WINDOW, forward_rows
+from lakelabel.operators.core.base import Operator, OptionError
+from lakelabel.operators.core.loading import load_model, load_tokenizer
+from lakelabel.operators.core.ranking import FUNCTIONS, LABEL_SCORE, Ranking
+from lakelabel.operators.core.text_batching import SORT_WINDOW, forward_rows
 
 
 class TextClassification(Operator):

@@ -7,20 +7,20 @@ when the tokenizer has none) with an attention mask. A prompt longer than the co
 ``max_new_tokens`` keeps its last tokens (the pipeline's ``handle_long_generation="hole"``); an empty prompt
 generates from the model's start token, as the pipeline does.
 
-Options, batching and decoding settings are those of ``operators.text.generation``.
+Options, batching and decoding settings are those of ``lakelabel.operators.text.generation``.
 
 Labeling with a chat model (``docs/llm-labeling.md``):
 
-* ``messages``: a chat whose placeholders are filled from the row's columns (``operators.text.chat``), applied with the
-  model's chat template as the pipeline applies a chat; the output is the assistant's reply alone (the pipeline's
-  ``generated_text`` with ``return_full_text=False``). A model without a chat template is refused. A chat longer
-  than the window less ``max_new_tokens`` has its longest filled-in values cut (instructions and examples stay).
+* ``messages``: a chat whose placeholders are filled from the row's columns (``lakelabel.operators.text.chat``),
+  applied with the model's chat template as the pipeline applies a chat; the output is the assistant's reply alone (the
+  pipeline's ``generated_text`` with ``return_full_text=False``). A model without a chat template is refused. A chat
+  longer than the window less ``max_new_tokens`` has its longest filled-in values cut (instructions and examples stay).
   ``sanitize_control_tokens`` (default true) encodes control tokens inside the messages (``<|im_start|>`` in a
   row's text) as plain text, so a row cannot open a turn of its own; false gives the pipeline's default.
-* ``response_format``: a JSON Schema; the output column is its Arrow type (``operators.text.structured``) and decoding
-  is constrained by the schema's grammar (``operators.text.grammar``). A reply that does not parse or validate (cut off
-  by ``max_new_tokens``) is a row error. ``choices: [a, b, c]``: the reply is one of them, a ``string`` column
-  (``max_new_tokens`` defaults to the longest choice's length in bytes, quotes included, plus one).
+* ``response_format``: a JSON Schema; the output column is its Arrow type (``lakelabel.operators.text.structured``) and
+  decoding is constrained by the schema's grammar (``lakelabel.operators.text.grammar``). A reply that does not parse
+  or validate (cut off by ``max_new_tokens``) is a row error. ``choices: [a, b, c]``: the reply is one of them, a
+  ``string`` column (``max_new_tokens`` defaults to the longest choice's length in bytes, quotes included, plus one).
 """
 
 from __future__ import annotations
@@ -32,14 +32,14 @@ import pyarrow as pa
 from transformers import AutoModelForCausalLM
 from typing_extensions import override
 
-from operators.core.base import ModelLoadError, OptionError, RowFailures
-from operators.core.columns import column_values
-from operators.core.loading import load_config, load_model, load_tokenizer
-from operators.text.chat import MessageTemplate, placeholder_value
-from operators.text.generation import Generation
-from operators.text.generation_options import GENERATE_DEFAULTS
-from operators.text.grammar import JsonGrammar, require_xgrammar
-from operators.text.structured import ReplyReader, SchemaError, arrow_type, check_schema, grammar_schema
+from lakelabel.operators.core.base import ModelLoadError, OptionError, RowFailures
+from lakelabel.operators.core.columns import column_values
+from lakelabel.operators.core.loading import load_config, load_model, load_tokenizer
+from lakelabel.operators.text.chat import MessageTemplate, placeholder_value
+from lakelabel.operators.text.generation import Generation
+from lakelabel.operators.text.generation_options import GENERATE_DEFAULTS
+from lakelabel.operators.text.grammar import JsonGrammar, require_xgrammar
+from lakelabel.operators.text.structured import ReplyReader, SchemaError, arrow_type, check_schema, grammar_schema
 
 _FIT_TRIES = 8
 

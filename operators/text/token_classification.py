@@ -17,9 +17,9 @@ from transformers import AutoModelForTokenClassification, pipeline
 from transformers.pipelines.token_classification import AggregationStrategy
 from typing_extensions import override
 
-from operators.core.base import Operator, OptionError
-from operators.core.loading import load_model, load_tokenizer
-from operators.core.text_batching import SORT_WINDOW, forward_rows
+from lakelabel.operators.core.base import Operator, OptionError
+from lakelabel.operators.core.loading import load_model, load_tokenizer
+from lakelabel.operators.core.text_batching import SORT_WINDOW, forward_rows
 
 ENTITY = pa.struct(
     [

@@ -19,11 +19,11 @@ import torch
 from transformers import AutoModelForSequenceClassification
 from typing_extensions import override
 
-from operators.core.base import Operator, OptionError
-from operators.core.columns import equal_lists
-from operators.core.loading import load_config, load_model, load_tokenizer
-from operators.core.text_batching import SORT_WINDOW, forward_rows
-from operators.text.feature_extraction import SentenceEncoder, sentence_transformers_defaults
+from lakelabel.operators.core.base import Operator, OptionError
+from lakelabel.operators.core.columns import equal_lists
+from lakelabel.operators.core.loading import load_config, load_model, load_tokenizer
+from lakelabel.operators.core.text_batching import SORT_WINDOW, forward_rows
+from lakelabel.operators.text.feature_extraction import SentenceEncoder, sentence_transformers_defaults
 
 LABELS_SCORES = pa.struct([("labels", pa.list_(pa.string())), ("scores", pa.list_(pa.float32()))])
 

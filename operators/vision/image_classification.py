@@ -14,10 +14,10 @@ import pyarrow as pa
 import torch
 from typing_extensions import override
 
-from operators.core.base import Operator, Prepared, Preparer
-from operators.core.loading import load_model
-from operators.core.ranking import LABEL_SCORE, Ranking, check_options
-from operators.vision.image_io import MAX_PIXELS, ImagePreparer, model_inputs, shape_batches
+from lakelabel.operators.core.base import Operator, Prepared, Preparer
+from lakelabel.operators.core.loading import load_model
+from lakelabel.operators.core.ranking import LABEL_SCORE, Ranking, check_options
+from lakelabel.operators.vision.image_io import MAX_PIXELS, ImagePreparer, model_inputs, shape_batches
 
 
 class ImageClassification(Operator):

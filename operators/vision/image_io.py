@@ -28,14 +28,14 @@ import torch
 from PIL import Image, ImageOps
 from typing_extensions import override
 
-from operators.core.base import ModelLoadError, Prepared, Preparer
-from operators.core.loading import load_config
-from operators.core.media import MediaError, media_bytes
+from lakelabel.operators.core.base import ModelLoadError, Prepared, Preparer
+from lakelabel.operators.core.loading import load_config
+from lakelabel.operators.core.media import MediaError, media_bytes
 
 if TYPE_CHECKING:
     from transformers import BaseImageProcessor, PretrainedConfig
 
-    from operators.core.base import OperatorConfig
+    from lakelabel.operators.core.base import OperatorConfig
 
 MIN_SIDE = 2
 """Images need at least this many pixels on each side; a one-pixel strip holds nothing to annotate."""

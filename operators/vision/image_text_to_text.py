@@ -22,10 +22,10 @@ import pyarrow as pa
 import torch
 from typing_extensions import override
 
-from operators.core.base import ModelLoadError, Operator, OptionError, Prepared, Preparer
-from operators.core.columns import column_values
-from operators.core.loading import load_model
-from operators.vision.image_io import load_image
+from lakelabel.operators.core.base import ModelLoadError, Operator, OptionError, Prepared, Preparer
+from lakelabel.operators.core.columns import column_values
+from lakelabel.operators.core.loading import load_model
+from lakelabel.operators.vision.image_io import load_image
 
 REPLY = pa.struct([("generated_text", pa.string())])
 TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids")

@@ -18,9 +18,9 @@ import pyarrow as pa
 import torch
 from typing_extensions import override
 
-from operators.core.base import ModelLoadError, Operator, OptionError, Prepared, Preparer
-from operators.core.loading import load_config, load_model, load_tokenizer
-from operators.vision.image_io import ImagePreparer, model_inputs, shape_batches
+from lakelabel.operators.core.base import ModelLoadError, Operator, OptionError, Prepared, Preparer
+from lakelabel.operators.core.loading import load_config, load_model, load_tokenizer
+from lakelabel.operators.vision.image_io import ImagePreparer, model_inputs, shape_batches
 
 CAPTION = pa.struct([("generated_text", pa.string())])
 

@@ -17,9 +17,9 @@ import pyarrow as pa
 import torch
 from typing_extensions import override
 
-from operators.core.base import ModelLoadError, Operator, OptionError, Prepared, Preparer
-from operators.core.loading import load_model
-from operators.vision.image_io import (
+from lakelabel.operators.core.base import ModelLoadError, Operator, OptionError, Prepared, Preparer
+from lakelabel.operators.core.loading import load_model
+from lakelabel.operators.vision.image_io import (
     MAX_PIXELS,
     ImagePreparer,
     accepts_pixel_mask,
