@@ -20,7 +20,7 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from lakelabel.jobs.output.commit import ROW_COLUMN, SHARD_COLUMN
+from lakelabel.jobs.records import ROW_COLUMN, SHARD_COLUMN
 from lakelabel.operators.core.base import prepared_column
 from lakelabel.operators.core.columns import add_errors, set_column
 

@@ -16,6 +16,7 @@ from lakelabel.jobs.lake.units import Part, Unit, bundle, split_parts
 from lakelabel.jobs.output.layout import unsafe_key
 from lakelabel.jobs.output.provenance import spec_hash
 from lakelabel.jobs.pools import Machine, Pool, cpu_slots, size_pools
+from lakelabel.jobs.records import done_parts
 from lakelabel.operators import ERROR_COLUMN, ERROR_TYPE, Operator
 
 if TYPE_CHECKING:
@@ -146,15 +147,10 @@ class Plan:
     def done_keys(self) -> set[str]:
         """Parts (whole shards, or row-group ranges) an earlier run of this spec committed, the input file unchanged.
 
-        A run skips them.
+        A run skips them (``lakelabel.jobs.records.done_parts``).
         """
-        digest = spec_hash(self.spec)
         sizes = {part.key: part.shard.bytes for part in self.parts()}
-        return {
-            record["key"]
-            for record in self.layout.read_records()
-            if record["spec_hash"] == digest and sizes.get(record["key"]) == record["input_bytes"]
-        }
+        return set(done_parts(sizes, self.layout.read_records(), spec_hash(self.spec)))
 
 
 def _units_line(units: list[Unit], bundle_bytes: int, split_bytes: int) -> str:

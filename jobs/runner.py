@@ -61,9 +61,10 @@ from lakelabel.jobs.output.commit import (
     stage,
 )
 from lakelabel.jobs.output.lease import hold
-from lakelabel.jobs.output.state import OutputExistsError, RunState, prepare, quarantine, write_manifest
+from lakelabel.jobs.output.state import OutputExistsError, RunState, quarantine
 from lakelabel.jobs.plan import Plan, make_plan
 from lakelabel.jobs.pools import IO_SLOTS, Machine, Pool, cpu_slots, size_pools
+from lakelabel.jobs.resume import prepare, write_manifest
 from lakelabel.jobs.spec import JobSpec, StepSpec, parse_spec, read_job_file
 from lakelabel.operators import Operator
 from lakelabel.operators.core.base import use_cpus

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lakelabel.jobs.output.commit import ShardRecord
+from lakelabel.jobs.records import ShardRecord
 from lakelabel.operators import ERROR_COLUMN
 
 LABELS = ["positive", "negative", "neutral"]

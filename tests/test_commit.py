@@ -10,18 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from lakelabel.jobs.lake.reading import read_shard
-from lakelabel.jobs.output.commit import (
-    ROW_COLUMN,
-    SHARD_COLUMN,
-    CommitError,
-    Coverage,
-    ShardRecord,
-    Units,
-    commit_unit,
-    stage,
-)
+from lakelabel.jobs.output.commit import CommitError, Coverage, Units, commit_unit, stage
 from lakelabel.jobs.output.layout import Layout, remove_temporaries, write_atomic
 from lakelabel.jobs.output.provenance import spec_changes
+from lakelabel.jobs.records import ROW_COLUMN, SHARD_COLUMN, ShardRecord
 from lakelabel.operators import ERROR_COLUMN, ERROR_TYPE
 
 LOCAL = fsspec.filesystem("file")

@@ -18,9 +18,10 @@ from lakelabel.jobs.console.status import output_status
 from lakelabel.jobs.lake.reading import read_unit
 from lakelabel.jobs.lake.shards import read_footer
 from lakelabel.jobs.lake.units import Part, bundle, split_parts
-from lakelabel.jobs.output.commit import ROW_COLUMN, SHARD_COLUMN, ShardRecord, Units, stage
+from lakelabel.jobs.output.commit import Units, stage
 from lakelabel.jobs.output.layout import Layout
 from lakelabel.jobs.plan import make_plan
+from lakelabel.jobs.records import ROW_COLUMN, SHARD_COLUMN, ShardRecord
 from lakelabel.jobs.runner import run_job
 from lakelabel.jobs.spec import SpecError, load_spec, parse_spec
 from lakelabel.operators import ERROR_COLUMN, ERROR_TYPE

@@ -14,7 +14,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from lakelabel.jobs.lake import Source, TableChangeError
+from lakelabel.jobs.lake.base import Source, TableChangeError
 from lakelabel.jobs.lake.shards import ShardError
 from lakelabel.jobs.lake.storage import filesystem, split_uri
 from lakelabel.jobs.lake.table_sink import TableSink
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from deltalake import DeltaTable
 
     from lakelabel.jobs.lake.tablespec import TableSpec
-    from lakelabel.jobs.output.commit import ShardRecord
+    from lakelabel.jobs.records import ShardRecord
     from lakelabel.jobs.spec import JobSpec, StorageSpec
 
 _APPENDS = {"WRITE", "STREAMING UPDATE", "CREATE TABLE", "CREATE OR REPLACE TABLE"}

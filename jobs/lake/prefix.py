@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lakelabel.jobs.lake import Sink, Source
+from lakelabel.jobs.lake.base import Sink, Source
 from lakelabel.jobs.lake.shards import ShardError, list_shards, shard_root
 from lakelabel.jobs.lake.storage import filesystem
 from lakelabel.jobs.output.layout import Layout

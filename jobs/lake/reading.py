@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lakelabel.jobs.lake.storage import StorageError, whole_kwargs
-from lakelabel.jobs.output.commit import ROW_COLUMN, SHARD_COLUMN
+from lakelabel.jobs.records import ROW_COLUMN, SHARD_COLUMN
 
 if TYPE_CHECKING:
     import fsspec

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow.parquet as pq
 
-from lakelabel.jobs.lake import Sink
+from lakelabel.jobs.lake.base import Sink
 from lakelabel.jobs.lake.storage import split_uri
-from lakelabel.jobs.output.commit import ShardRecord
 from lakelabel.jobs.output.layout import Layout
 from lakelabel.jobs.output.provenance import spec_hash
 from lakelabel.jobs.output.state import OutputExistsError
+from lakelabel.jobs.records import ShardRecord
 
 if TYPE_CHECKING:
     import fsspec

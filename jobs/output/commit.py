@@ -22,8 +22,8 @@ from __future__ import annotations
 import io
 import json
 import time
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from pyarrow import ipc
 
 from lakelabel.jobs.output.layout import Layout, write_atomic, write_atomic_many
+from lakelabel.jobs.records import ROW_COLUMN, SHARD_COLUMN, ShardRecord
 from lakelabel.operators import ERROR_COLUMN
 
 if TYPE_CHECKING:
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
 
     from lakelabel.jobs.lake.units import Unit
 
-SHARD_COLUMN = "__lakelabel_shard__"
-ROW_COLUMN = "__lakelabel_row__"
 _PIECE = ".arrow"
 
 
@@ -84,37 +83,6 @@ def first_row_error(batch: pa.Table, paths: list[str]) -> str | None:
         if errors:
             return f"{paths[shard]} row {row}: step '{errors[0]['step']}': {errors[0]['message']}"
     return None
-
-
-@dataclass
-class ShardRecord:
-    """The completion record of one part (a whole input file, or a row-group range of one).
-
-    Written after its data, in its unit's record object; read back by resume, status and the manifest.
-    """
-
-    key: str
-    input: str
-    input_bytes: int
-    spec_hash: str
-    run_id: str
-    rows_in: int
-    rows_out: int = 0
-    row_errors: int = 0
-    files: list[str] = field(default_factory=list)
-    first_row_at: float | None = None
-    committed_at: float = 0.0
-    commit_seconds: float = 0.0
-    unit: str | None = None
-    """The commit unit the part was committed in (its record object's name)."""
-    row_groups: list[int] | None = None
-    """``[first, end)`` row groups of the input file, for a part of a big file; None for a whole file."""
-    first_row: int = 0
-    """The input file's row number of the part's first row."""
-
-    def to_json(self) -> dict[str, Any]:
-        """As a JSON object."""
-        return asdict(self)
 
 
 @dataclass(frozen=True)

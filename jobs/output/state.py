@@ -1,4 +1,6 @@
-"""The output prefix's state across runs: output modes, resume, quarantine, the ``_SUCCESS`` manifest and status.
+"""The output prefix's state across runs: output modes, what a re-run clears, quarantine records.
+
+``lakelabel.jobs.resume`` applies these at the start of a run and writes the ``_SUCCESS`` manifest at its end.
 
 ``output.mode``:
 
@@ -14,18 +16,16 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lakelabel.jobs.output.commit import ShardRecord
-from lakelabel.jobs.output.layout import STATE, Layout, remove_temporaries
-from lakelabel.jobs.output.provenance import normalised_spec, provenance, spec_changes, spec_hash
+from lakelabel.jobs.output.layout import Layout, remove_temporaries
+from lakelabel.jobs.output.provenance import normalised_spec, spec_changes
+from lakelabel.jobs.records import ShardRecord
 
 if TYPE_CHECKING:
-    from lakelabel.jobs.console.summary import RunSummary
     from lakelabel.jobs.lake.units import Part, Unit
-    from lakelabel.jobs.plan import Plan
+    from lakelabel.jobs.spec import JobSpec
 
 
 class OutputExistsError(RuntimeError):
@@ -45,9 +45,8 @@ class RunState:
     units: list[Unit] = field(default_factory=list)
 
 
-def _check_existing(plan: Plan, layout: Layout, digest: str) -> list[str]:
-    """Apply the output mode; return the files the prefix holds now."""
-    spec = plan.spec
+def check_existing(spec: JobSpec, layout: Layout, digest: str) -> list[str]:
+    """Apply the output mode (refuse, or empty the prefix); return the files the prefix holds now."""
     files = layout.files()
     if not files:
         return files
@@ -74,7 +73,7 @@ def _check_existing(plan: Plan, layout: Layout, digest: str) -> list[str]:
     return files
 
 
-def _clear_pending(
+def clear_pending(
     layout: Layout, pending: list[Part], done: set[str], files: list[str], objects: dict[str, list[dict[str, Any]]]
 ) -> None:
     """Remove what pending parts left behind: output files of their inputs (whole or by row groups), records.
@@ -107,101 +106,8 @@ def _clear_pending(
         remove_temporaries(layout.fs, layout.output_file(part.key))
 
 
-def prepare(plan: Plan) -> RunState:
-    """Apply the output mode, then find done and pending shards and clear what pending shards left behind.
-
-    Writes ``_lakelabel/run.json`` and the quarantine records of this run; removes ``_SUCCESS`` until the run ends.
-    """
-    layout = plan.layout
-    digest = spec_hash(plan.spec)
-    files = _check_existing(plan, layout, digest)
-    state = RunState(
-        run_id=f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}",
-        spec_hash=digest,
-        started_at=time.time(),
-        provenance=provenance(plan.spec),
-    )
-    objects = layout.read_record_files() if files else {}
-    records = {raw["key"]: ShardRecord(**raw) for raw in layout.read_records(objects)}
-    parts = plan.parts()
-    for part in parts:
-        record = records.get(part.key)
-        if record and record.spec_hash == digest and record.input_bytes == part.shard.bytes:
-            state.done[part.key] = record
-        else:
-            state.pending.append(part)
-    state.units = plan.units(state.pending)
-    plan.sink.begin(state)  # a table output refuses before a file it references would be removed below
-    if state.pending and files:
-        _clear_pending(layout, state.pending, set(state.done), files, objects)
-    layout.remove(layout.staging_root, recursive=True)
-    layout.remove(layout.success_file)
-    layout.remove(f"{layout.root}/{STATE}/quarantine", recursive=True)
-    layout.write_json(
-        layout.run_file,
-        {
-            "run_id": state.run_id,
-            "spec_hash": digest,
-            "spec": normalised_spec(plan.spec),
-            "started_at": state.started_at,
-            "provenance": state.provenance,
-            "shards": [{"key": p.key, "input": p.path, "rows": p.rows} for p in parts],
-            "quarantined": [{"input": q.path, "reason": q.reason} for q in plan.quarantined],
-            "input_position": plan.source.position(),
-            "input_since": plan.since,
-        },
-    )
-    for item in plan.quarantined:
-        quarantine(layout, item.path, item.reason)
-    return state
-
-
 def quarantine(layout: Layout, path: str, reason: str) -> None:
     """Record that a shard was left out, and why (and drop any partial output of it)."""
     key = layout.key(path)
     layout.remove(layout.staging_dir(key), recursive=True)
     layout.write_json(layout.quarantine_file(key), {"key": key, "input": path, "reason": reason, "at": time.time()})
-
-
-def write_manifest(
-    plan: Plan, state: RunState, summary: RunSummary, *, table: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Write ``_SUCCESS``: every part's record, the quarantined shards, totals, step stats, requests, provenance.
-
-    ``table``: what the table commits of this run did (a table output), from ``Sink.finish``.
-    """
-    layout = plan.layout
-    records = layout.read_records()
-    quarantined = sorted(layout.read_json_under(f"{layout.root}/{STATE}/quarantine"), key=lambda q: q["input"])
-    manifest = {
-        "job": plan.spec.name,
-        "spec_hash": state.spec_hash,
-        "spec": normalised_spec(plan.spec),
-        "complete": not quarantined,
-        "provenance": state.provenance,
-        "run": {
-            "id": state.run_id,
-            "started_at": state.started_at,
-            "finished_at": time.time(),
-            "shards_processed": summary.shards_processed,
-            "shards_skipped": summary.shards_skipped,
-            "units_processed": summary.units_processed,
-            "requests": summary.requests,
-            "requests_per_shard": summary.requests_per_shard,
-        },
-        "totals": {
-            "shards": len(records),
-            "quarantined": len(quarantined),
-            "rows_in": sum(r["rows_in"] for r in records),
-            "rows_out": sum(r["rows_out"] for r in records),
-            "row_errors": sum(r["row_errors"] for r in records),
-        },
-        "steps": [step.to_json() for step in summary.steps],
-        "shards": records,
-        "quarantined": quarantined,
-        "input_position": plan.source.position(),
-        "input_since": plan.since,
-        "table": table,
-    }
-    layout.write_json(layout.success_file, manifest)
-    return manifest

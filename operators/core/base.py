@@ -31,6 +31,22 @@ from safetensors.numpy import load as load_arrays
 from safetensors.numpy import save as save_arrays
 
 from lakelabel.operators.core.columns import add_errors, column_values, scatter, set_column
+from lakelabel.operators.core.errors import ModelLoadError, OptionError
+from lakelabel.operators.core.legacy import translate
+
+__all__ = [
+    "INPUT_KINDS",
+    "ModelLoadError",
+    "Operator",
+    "OperatorConfig",
+    "OptionError",
+    "Prepared",
+    "Preparer",
+    "Resources",
+    "RowFailures",
+    "prepared_column",
+    "use_cpus",
+]
 
 log = logging.getLogger("lakelabel")
 
@@ -39,14 +55,6 @@ INPUT_KINDS = ("text", "image", "audio")
 
 Prepared = dict[str, np.ndarray]
 """One row after a ``Preparer``: named arrays (pixel values, a waveform, an original size, ...)."""
-
-
-class ModelLoadError(RuntimeError):
-    """A model or tokenizer could not be loaded; the message names the model."""
-
-
-class OptionError(ValueError):
-    """A step's ``options`` hold an unknown key or a value the task cannot use."""
 
 
 class RowFailures(Exception):  # noqa: N818 - not an error of the batch: it carries the batch's result
@@ -117,8 +125,6 @@ class Operator(ABC):
     """One of ``INPUT_KINDS``: what the input column must hold (checked in every shard's schema before a run)."""
 
     def __init__(self, config: OperatorConfig) -> None:
-        from lakelabel.operators.core.legacy import translate  # noqa: PLC0415 - legacy imports OptionError from this module
-
         options = translate(self.task, config.options, f"step '{config.output}' ({self.task})")
         if options != dict(config.options):
             config = replace(config, options=options)

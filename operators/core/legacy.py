@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from lakelabel.operators.core.base import OptionError
+from lakelabel.operators.core.errors import OptionError
 
 Translation = Callable[[dict[str, Any], str], dict[str, Any]]
 
