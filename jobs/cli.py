@@ -123,7 +123,7 @@ def _plan(job: str) -> int:
     plan = make_plan(load_spec(job))
     machine = None
     if os.environ.get("RAY_ADDRESS"):
-        from lakelabel.jobs.runner import cluster_machine  # noqa: PLC0415
+        from lakelabel.jobs.ray_adapter import cluster_machine  # noqa: PLC0415
 
         machine = cluster_machine()
     print(plan.render(machine))  # noqa: T201

@@ -238,8 +238,9 @@ def run_jobs(*, verbose: bool = False, reports: str | Path = "demo-output") -> D
 
     Each output's report is written to ``reports/<job name>/`` while the endpoint still serves it.
     """
+    from lakelabel.jobs.ray_adapter import connect  # noqa: PLC0415 - keeps Ray out of import time
     from lakelabel.jobs.report import build_report  # noqa: PLC0415 - matplotlib only when reporting
-    from lakelabel.jobs.runner import connect, run_job  # noqa: PLC0415 - keeps Ray out of import time
+    from lakelabel.jobs.runner import run_job  # noqa: PLC0415
 
     for key, value in {
         "AWS_ACCESS_KEY_ID": "demo",

@@ -10,11 +10,12 @@ and the row error ``worker died: ...``. A batch of ``n`` rows with ``k`` killers
 split of a batch is attempted whole at most once, so a batch can cost no more than ``2n - 1`` deaths: Ray's actor
 restarts (unbounded by default in Ray Data) always come to an end.
 
-Nothing here knows Ray; ``jobs/runner.py`` wires it to the actors.
+Nothing here knows Ray; ``jobs/ray_adapter.py`` wires it to the actors.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Protocol
 
@@ -43,10 +44,38 @@ class Journal(Protocol):
         ...
 
 
+class CallJournal:
+    """A :class:`Journal` kept elsewhere: ``call(method, key)`` runs the method there and returns its result."""
+
+    def __init__(self, call: Callable[[str, str], object]) -> None:
+        self.call = call
+
+    def begin(self, key: str) -> bool:
+        """See :meth:`Journal.begin`."""
+        return bool(self.call("begin", key))
+
+    def end(self, key: str) -> None:
+        """See :meth:`Journal.end`."""
+        self.call("end", key)
+
+    def forget(self, prefix: str) -> None:
+        """See :meth:`Journal.forget`."""
+        self.call("forget", prefix)
+
+
 def batch_key(batch: pa.Table) -> str:
-    """A batch's identity across retries: its first row (shard and row number) and its size."""
-    if batch.num_rows == 0 or SHARD_COLUMN not in batch.column_names:
-        return f"empty-{batch.num_rows}"
+    """A batch's identity across retries: its first row (shard and row number) and its size.
+
+    A batch without the run's row tags (a user's own dataset, ``lakelabel.annotate``) is known by a digest of its
+    contents instead: a retry of it gives the same key.
+    """
+    if batch.num_rows == 0:
+        return "empty-0"
+    if SHARD_COLUMN not in batch.column_names:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, batch.schema) as writer:
+            writer.write_table(batch)  # the rows' values, whatever slice of a block they are
+        return f"rows-{hashlib.blake2b(sink.getvalue(), digest_size=12).hexdigest()}+{batch.num_rows}"
     return f"{batch.column(SHARD_COLUMN)[0].as_py()}:{batch.column(ROW_COLUMN)[0].as_py()}+{batch.num_rows}"
 
 

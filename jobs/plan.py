@@ -78,9 +78,12 @@ class Plan:
         """CPU slots the job needs to make progress: every pool at its minimum, plus one for reads and writes."""
         return cpu_slots(pools, self.operators)
 
-    def batch_sizes(self, pools: list[Pool]) -> list[int]:
-        """Rows per batch of each step, for its pool (``jobs/blocks.py``)."""
-        rows = [shard.rows for shard in self.shards]
+    def batch_sizes(self, pools: list[Pool], *, rows: list[int] | None = None) -> list[int]:
+        """Rows per batch of each step, for its pool (``jobs/blocks.py``), fitted to ``rows`` (default: the shards').
+
+        A run computes them once, over its pending units, and hands them to the engine.
+        """
+        rows = [shard.rows for shard in self.shards] if rows is None else rows
         return [
             batch_rows(step, operator, rows, actors=pool.high)
             for step, operator, pool in zip(self.spec.steps, self.operators, pools, strict=True)
@@ -179,14 +182,14 @@ def _type_name(operator: Operator) -> str:
         return f"unknown until the model's config can be read: {exc}"
 
 
-def make_plan(spec: JobSpec) -> Plan:
-    """Find and check the input shards and build the operators.
+def make_plan(spec: JobSpec, *, operators: list[Operator] | None = None) -> Plan:
+    """Find and check the input shards and build the operators (``operators``: the steps' own, built already).
 
     Unusable shards are quarantined (``on_error: record``) or raise one ``ShardError`` naming each (``raise``).
     """
     source = open_source(spec)
-    columns = spec.source_columns()
-    operators = [step.operator() for step in spec.steps]
+    operators = operators if operators is not None else [step.operator() for step in spec.steps]
+    columns = spec.source_columns(operators)
     kinds = {
         column: operator.input_kind if column == operator.config.input else "text"
         for operator in reversed(operators)

@@ -56,6 +56,21 @@ class Machine:
         label = f"this machine: a local Ray of {cores + IO_SLOTS} CPU slots ({cores} cores + {IO_SLOTS} for I/O)"
         return cls(cpus=cores + IO_SLOTS, gpus=gpus, label=label + (f", {gpus} GPU(s)" if gpus else ""))
 
+    @classmethod
+    def of_cluster(cls, cpus: float, gpus: float, *, nodes: int, local: bool, address: str | None) -> Machine:
+        """A connected Ray's slots (``address``: ``RAY_ADDRESS``; ``local``: its one node is this machine).
+
+        A Ray of this machine alone counts at most one slot per core plus ``IO_SLOTS``, however many slots it was
+        started with: more single-threaded actors than cores would only take turns on them.
+        """
+        label = f"the Ray cluster at {address}" if address else "the local Ray"
+        label += f": {cpus:g} CPU slot(s)" + (f", {gpus:g} GPU(s)" if gpus else "") + f" on {nodes} node(s)"
+        cores = (os.cpu_count() or 1) + IO_SLOTS
+        if local and cpus > cores:
+            label += f", counted as {cores} (this machine's {cores - IO_SLOTS} cores + {IO_SLOTS} for I/O)"
+            cpus = cores
+        return cls(cpus=cpus, gpus=gpus, label=label)
+
 
 @dataclass(frozen=True, kw_only=True)
 class Pool:
@@ -131,3 +146,29 @@ def cpu_slots(pools: Sequence[Pool], operators: Sequence[Operator]) -> int:
         slots += pool.low * math.ceil(pool.cpus)
         slots += math.ceil(_preparer_cpus(operator))
     return slots
+
+
+def annotate_pool(
+    operator: Operator,
+    *,
+    cpus: float,
+    gpus: float,
+    concurrency: int | tuple[int, int] | None,
+    num_gpus: float | None,
+    num_cpus: float | None,
+) -> tuple[int, int, float, float]:
+    """``lakelabel.annotate``'s pool on a Ray of ``cpus`` CPU and ``gpus`` GPU slots: ``(min, max, gpus, threads)``.
+
+    Its actors hold no CPU slot, so the rest of a user's pipeline always finds one: their number is bounded instead,
+    by ``concurrency`` or else one up to one less than the CPU slots (the GPUs over ``num_gpus`` for a GPU step).
+    Each actor runs its model on ``num_cpus`` threads (default: the operator's).
+    """
+    wants = operator.resources()
+    per_actor = num_gpus if num_gpus is not None else (wants.num_gpus if gpus and operator.uses_gpu else 0.0)
+    threads = num_cpus or wants.num_cpus
+    if concurrency is None:
+        limit = gpus / per_actor if per_actor else (cpus - 1) / threads
+        return 1, max(1, int(limit)), per_actor, threads
+    if isinstance(concurrency, int):
+        return concurrency, concurrency, per_actor, threads
+    return concurrency[0], concurrency[1], per_actor, threads

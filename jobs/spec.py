@@ -27,7 +27,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -45,6 +45,9 @@ from lakelabel.operators import (
     operator_class,
 )
 from lakelabel.operators.core.hub import check_hub_model
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 log = logging.getLogger("lakelabel")
 
@@ -131,12 +134,16 @@ class JobSpec:
     split_bytes: int = 256 << 20
     """``input.split_bytes``: an input file larger than this is split into row-group ranges of about this size."""
 
-    def source_columns(self) -> list[str]:
-        """Columns the input shards must hold: the selected ones and every step input no earlier step writes."""
+    def source_columns(self, operators: Sequence[Operator] | None = None) -> list[str]:
+        """Columns the input shards must hold: the selected ones and every step input no earlier step writes.
+
+        ``operators``: the steps' operators where they are built already.
+        """
         needed = list(self.input_columns or [])
         produced: set[str] = set()
-        for step in self.steps:
-            for column in step.operator().columns():
+        built = operators if operators is not None else [step.operator() for step in self.steps]
+        for step, operator in zip(self.steps, built, strict=True):
+            for column in operator.columns():
                 root = column if column in needed else column.split(".", 1)[0]
                 if root not in produced and root not in needed:
                     needed.append(root)

@@ -15,7 +15,8 @@ import ray.data
 from lakelabel.jobs.cli import main
 from lakelabel.jobs.plan import make_plan
 from lakelabel.jobs.pools import IO_SLOTS, Machine, cpu_slots, size_pools
-from lakelabel.jobs.runner import cluster_machine, run_job
+from lakelabel.jobs.ray_adapter import cluster_machine
+from lakelabel.jobs.runner import run_job
 from lakelabel.jobs.spec import parse_spec
 from tests.conftest import write_parquet
 

@@ -24,6 +24,17 @@ if TYPE_CHECKING:
     from lakelabel.jobs.lake.units import Part
 
 
+BLOCK_BYTES = 32 << 20
+"""Target in-memory size of a read block."""
+
+
+def block_rows(parts: list[Part]) -> int:
+    """Rows per read block for a unit of ``parts``: about ``BLOCK_BYTES`` in memory (Parquet grows ~4x decoded)."""
+    rows = sum(part.shard.rows for part in parts)
+    size = sum(part.shard.bytes for part in parts)
+    return max(64, min(8192, BLOCK_BYTES * max(rows, 1) // max(size * 4, 1)))
+
+
 def _tag(batch: pa.RecordBatch | pa.Table, index: int, first: int) -> pa.Table:
     table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
     rows = table.num_rows
