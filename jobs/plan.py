@@ -94,6 +94,9 @@ class Plan:
         own = list(self.spec.input_columns) if self.spec.input_columns else shard.schema.names
         return [*own, *(step.output for step in self.spec.steps), ERROR_COLUMN]
 
+    def __str__(self) -> str:
+        return self.render()
+
     def render(self, machine: Machine | None = None) -> str:
         """The plan as text: shards with rows and bytes, steps with columns, types, pools and batch sizes.
 

@@ -261,7 +261,6 @@ def _model_stages(
         compute=ActorPoolStrategy(min_size=low, max_size=high, max_tasks_in_flight_per_actor=None if gpus else 1),
         num_cpus=cpus,
         num_gpus=gpus,
-        scheduling_strategy="SPREAD" if not cpus else "DEFAULT",
     )
 
 
