@@ -72,9 +72,10 @@ def batch_key(batch: pa.Table) -> str:
     if batch.num_rows == 0:
         return "empty-0"
     if SHARD_COLUMN not in batch.column_names:
+        rows = batch.take(pa.array(range(batch.num_rows))).combine_chunks()  # fresh buffers: the values alone
         sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, batch.schema) as writer:
-            writer.write_table(batch)  # the rows' values, whatever slice of a block they are
+        with pa.ipc.new_stream(sink, rows.schema) as writer:
+            writer.write_table(rows)
         return f"rows-{hashlib.blake2b(sink.getvalue(), digest_size=12).hexdigest()}+{batch.num_rows}"
     return f"{batch.column(SHARD_COLUMN)[0].as_py()}:{batch.column(ROW_COLUMN)[0].as_py()}+{batch.num_rows}"
 

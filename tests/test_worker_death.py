@@ -103,3 +103,30 @@ def test_a_job_with_rows_that_kill_their_worker_completes_with_exactly_those_row
             else:
                 assert (lengths[row], errors[row]) == (len(text), [])
     print(f"worker death: {killed} killer rows of {ROWS * len(KILLERS)}: errored exactly, the rest annotated")
+
+
+def test_a_batch_without_row_tags_is_known_by_its_rows() -> None:
+    block = pa.table({"text": [f"row {i}" for i in range(64)]})
+    first, same, other = block.slice(0, 32), pa.table({"text": [f"row {i}" for i in range(32)]}), block.slice(32, 32)
+    assert batch_key(first) == batch_key(same)  # a retry of the same rows, however they are laid out
+    assert batch_key(first) != batch_key(other)  # another slice of the same block
+    assert batch_key(first).endswith("+32")
+
+
+def test_annotate_isolates_the_rows_that_kill_their_worker(
+    models: dict[str, str], ray_local: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ray
+
+    import lakelabel
+
+    monkeypatch.setitem(registry.TASKS, fault_ops.TASK, "tests.fault_ops:Killer")
+    ds = ray.data.from_items([{"id": i, "text": text} for i, text in enumerate(texts(0))])
+    ds = lakelabel.annotate(ds, task=fault_ops.TASK, model=models["classifier"], input="text", output="length")
+    rows = sorted(ds.take_all(), key=lambda row: row["id"])
+    assert [row["id"] for row in rows] == list(range(ROWS))
+    for row, text in zip(rows, texts(0), strict=True):
+        if row["id"] in KILLERS[0]:
+            assert (row["length"], list(row[ERROR_COLUMN])) == (None, [{"step": "length", "message": DIED}])
+        else:
+            assert (row["length"], list(row[ERROR_COLUMN])) == (len(text), [])
