@@ -29,7 +29,7 @@ from lakelabel.jobs.output.state import OutputExistsError, RunState, quarantine
 from lakelabel.jobs.plan import Plan, make_plan
 from lakelabel.jobs.pools import Machine, Pool, cpu_slots, size_pools
 from lakelabel.jobs.resume import prepare, write_manifest
-from lakelabel.jobs.spec import JobSpec, parse_spec, read_job_file
+from lakelabel.jobs.spec import JobSpec, parse_job, read_job_file
 
 if TYPE_CHECKING:
     import contextlib
@@ -93,7 +93,7 @@ def run_job(
     records and the error a run ends with carry no credentials (``jobs/console/redact.py``).
     The engine starts (or is attached to) while the plan reads the shards' footers; given a job file, also while its
     steps are checked (which imports their libraries: seconds for torch and transformers). A file that is not YAML is
-    refused before the engine starts. Each step's operator is built once for the plan (no model is loaded).
+    refused before the engine starts. Each step's operator is built once per run (its options checked; no model).
     """
     redact.install()
     engine = engine or _engine()
@@ -108,7 +108,7 @@ def run_job(
         slots = _local_slots(spec.steps, operators)
     else:
         data, base = read_job_file(spec)
-        planned, slots = lambda: make_plan(parse_spec(data, base=base)), None
+        planned, slots = functools.partial(_plan_file, data, base), None
     handle, name = tempfile.mkstemp(prefix="lakelabel-start-", suffix=".log")
     os.close(handle)
     early = Path(name)
@@ -134,6 +134,12 @@ def run_job(
     # The summary's count ends here, the lease released and the log published; the manifest's ends before its write.
     summary.requests = _merged(workers, requests_since(before))
     return summary
+
+
+def _plan_file(data: Any, base: Path) -> Plan:
+    """The plan of a job file's YAML, with the operators its check built."""
+    spec, operators = parse_job(data, base=base)
+    return make_plan(spec, operators=operators)
 
 
 def _merged(*counts: dict[str, int]) -> dict[str, int]:

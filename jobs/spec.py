@@ -250,7 +250,7 @@ def _place(block: dict[str, Any], where: str, extra: set[str]) -> tuple[TableSpe
     return table, table.uri or f"iceberg://{table.catalog_name}/{table.table}"
 
 
-def _step(raw: Any, index: int, base: Path) -> StepSpec:
+def _step(raw: Any, index: int, base: Path) -> tuple[StepSpec, Operator]:
     where = f"steps[{index}]"
     block = _mapping(raw, where)
     _only(block, _STEP_KEYS, where)
@@ -279,25 +279,25 @@ def _step(raw: Any, index: int, base: Path) -> StepSpec:
             values[key] = block[key]
     step = StepSpec(**values)
     try:
-        step.operator()
+        operator = step.operator()
     except UnknownTaskError as exc:
         raise SpecError(f"{where}.task: {exc}") from None
     except OptionError as exc:
         raise SpecError(f"{where}.options: {exc}") from None
-    return step
+    return step, operator
 
 
-def _check_columns(spec: JobSpec) -> None:
+def _check_columns(spec: JobSpec, operators: Sequence[Operator]) -> None:
     available = set(spec.input_columns) if spec.input_columns is not None else None
     produced: set[str] = set()
-    for index, step in enumerate(spec.steps):
+    for index, (step, operator) in enumerate(zip(spec.steps, operators, strict=True)):
         if step.output == ERROR_COLUMN:
             raise SpecError(f"steps[{index}].output: '{ERROR_COLUMN}' is reserved for row errors")
         if step.output in produced:
             raise SpecError(f"steps[{index}].output: column '{step.output}' is written by an earlier step")
         if available is not None and step.output in available:
             raise SpecError(f"steps[{index}].output: column '{step.output}' is an input column")
-        for column in step.operator().columns():
+        for column in operator.columns():
             known = available | produced if available is not None else produced
             if available is not None and column not in known and column.split(".", 1)[0] not in known:
                 where = "input" if column == step.input else "options"
@@ -309,6 +309,11 @@ def _check_columns(spec: JobSpec) -> None:
 
 def parse_spec(data: Any, *, base: Path | None = None) -> JobSpec:
     """Validate a spec already loaded from YAML; ``base`` resolves relative model directories."""
+    return parse_job(data, base=base)[0]
+
+
+def parse_job(data: Any, *, base: Path | None = None) -> tuple[JobSpec, list[Operator]]:
+    """:func:`parse_spec`, with the steps' operators it built to check them (a run plans with these)."""
     base = base or Path.cwd()
     root = _mapping(data, "job")
     _only(root, {"name", "input", "output", "steps", "storage", "on_error"}, "job")
@@ -340,6 +345,7 @@ def parse_spec(data: Any, *, base: Path | None = None) -> JobSpec:
     steps = root.get("steps")
     if not isinstance(steps, list) or not steps:
         raise SpecError("steps: required, a non-empty list of steps")
+    built = [_step(raw, index, base) for index, raw in enumerate(steps)]
     storage = _mapping(root.get("storage") or {}, "storage")
     _only(storage, {"endpoint_url", "region", "profile", "anon", *_STORAGE_NUMBERS}, "storage")
     spec = JobSpec(
@@ -349,7 +355,7 @@ def parse_spec(data: Any, *, base: Path | None = None) -> JobSpec:
         output_uri=output_uri,
         output_mode=mode,
         on_error=on_error,
-        steps=tuple(_step(raw, index, base) for index, raw in enumerate(steps)),
+        steps=tuple(step for step, _ in built),
         storage=StorageSpec(
             endpoint_url=_string(storage, "endpoint_url", "storage", required=False),
             region=_string(storage, "region", "storage", required=False),
@@ -371,8 +377,9 @@ def parse_spec(data: Any, *, base: Path | None = None) -> JobSpec:
             if key in source
         },
     )
-    _check_columns(spec)
-    return spec
+    operators = [operator for _, operator in built]
+    _check_columns(spec, operators)
+    return spec, operators
 
 
 def read_job_file(path: str | Path) -> tuple[Any, Path]:
