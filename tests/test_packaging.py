@@ -22,7 +22,7 @@ def test_every_package_folder_is_listed_and_mapped_under_lakelabel() -> None:
     settings = _project()["tool"]["setuptools"]
     dirs = settings["package-dir"]
     listed = set(settings["packages"])
-    found = {"lakelabel"}
+    found = {"lakelabel", *settings["package-data"]}  # folders of data files install as packages too
     for package, folder in dirs.items():
         for init in (ROOT / folder).rglob("__init__.py"):
             relative = init.parent.relative_to(ROOT / folder)
@@ -60,7 +60,7 @@ def test_the_wheel_installs_one_top_level_package(wheel: Path) -> None:
     assert {name for name in top if not name.endswith(".dist-info")} == {"lakelabel"}
     for module in ("lakelabel/__init__.py", "lakelabel/jobs/cli.py", "lakelabel/operators/registry.py"):
         assert module in names
-    assert "lakelabel/jobs/demo_data/texts.jsonl" in names
+    assert {"lakelabel/jobs/demo_data/texts.jsonl", "lakelabel/jobs/demo_data/speech/match.flac"} <= set(names)
     assert "lakelabel = lakelabel.jobs.cli:main" in scripts
 
 
