@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import re
 import shlex
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,13 @@ def test_the_dockerfile_builds_on_this_ray_version() -> None:
     text = (CLUSTER / "Dockerfile").read_text(encoding="utf-8")
     assert re.search(rf"^FROM {re.escape(RAY_IMAGE)}-gpu$", text, re.MULTILINE)
     assert "-c /home/ray/lakelabel/constraints.txt" in text
+    folders = set(
+        tomllib.loads((CLUSTER.parent / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"][
+            "package-dir"
+        ].values()
+    )
+    copied = set(re.findall(r"^COPY --chown=ray:users (\w+) /home/ray/lakelabel/\1$", text, re.MULTILINE))
+    assert copied == folders, "the image installs every folder the package is built from"
 
 
 def cluster_specs() -> list[tuple[str, dict[str, Any]]]:
