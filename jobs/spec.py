@@ -19,6 +19,9 @@ Example::
         model: sentence-transformers/all-MiniLM-L6-v2
         input: body
         output: embedding
+      - operator: my_ops.text:Upper   # a class of your own: a subclass of lakelabel.Operator
+        input: body
+        output: shouted
 """
 
 from __future__ import annotations
@@ -40,11 +43,12 @@ from lakelabel.operators import (
     OperatorConfig,
     OptionError,
     UnknownTaskError,
-    canonical_task,
     default_model,
-    operator_class,
+    lookup,
+    resolve,
 )
 from lakelabel.operators.core.hub import check_hub_model
+from lakelabel.operators.registry import BUILT_IN, Entry
 
 log = logging.getLogger("lakelabel")
 
@@ -74,7 +78,10 @@ class StepSpec:
     """One model over one column."""
 
     task: str
+    """What ``lakelabel.operators.registry.resolve`` takes: a built-in task's own name, an installed entry point's
+    name, or ``module:Class`` (the step's ``operator:``)."""
     model: str
+    """A Hub id or a local directory; empty for an operator of your own whose step names no model."""
     input: str
     output: str
     options: dict[str, Any] = field(default_factory=dict)
@@ -103,7 +110,7 @@ class StepSpec:
             trust_remote_code=self.trust_remote_code,
             use_safetensors=self.use_safetensors,
         )
-        return operator_class(self.task)(config)
+        return resolve(self.task)(config)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,7 +156,7 @@ _MODES = ("resume", "overwrite", "error_if_exists")
 _ERROR_POLICIES = ("record", "raise")
 _STORAGE_NUMBERS = {"max_attempts": True, "retry_seconds": False, "timeout_seconds": False}  # key: integer?
 _STEP_KEYS = {
-    "task", "model", "input", "output", "options", "batch_size", "num_gpus", "num_cpus", "concurrency",
+    "task", "operator", "model", "input", "output", "options", "batch_size", "num_gpus", "num_cpus", "concurrency",
     "device", "dtype", "revision", "trust_remote_code", "use_safetensors",
 }  # fmt: skip
 
@@ -205,10 +212,6 @@ def _model(value: str, base: Path) -> str:
 def _default_model(task: str, revision: Any, where: str) -> tuple[str, str]:
     """``pipeline(task)``'s default model and revision (the step's revision, if set), checked to be reachable."""
     try:
-        operator_class(task)
-    except UnknownTaskError as exc:
-        raise SpecError(f"{where}.task: {exc}") from None
-    try:
         model, default_revision = default_model(task)
     except UnknownTaskError as exc:
         raise SpecError(f"{where}.model: {exc}") from None
@@ -243,16 +246,42 @@ def _place(block: dict[str, Any], where: str, extra: set[str]) -> tuple[TableSpe
     return table, table.uri or f"iceberg://{table.catalog_name}/{table.table}"
 
 
+def _operator_name(block: dict[str, Any], where: str) -> tuple[str, str]:
+    """The step's field naming its operator (``task`` or ``operator``) and the name it gives."""
+    given = [key for key in ("task", "operator") if block.get(key) is not None]
+    if len(given) != 1:
+        which = "both" if given else "neither"
+        raise SpecError(
+            f"{where}: a step names exactly one of task (a built-in or installed task) and operator (module:Class of "
+            f"your own); it names {which}"
+        )
+    field = given[0]
+    name = _string(block, field, where) or ""
+    if field == "task" and ":" in name:
+        raise SpecError(f"{where}.task: '{name}' names a class; write it as operator: {name}")
+    if field == "operator" and ":" not in name:
+        raise SpecError(
+            f"{where}.operator: '{name}' is not module:Class (for example my_ops.text:Upper); a task name goes in task"
+        )
+    return field, name
+
+
 def _step(raw: Any, index: int, base: Path) -> StepSpec:
     where = f"steps[{index}]"
     block = _mapping(raw, where)
     _only(block, _STEP_KEYS, where)
-    values: dict[str, Any] = {key: _string(block, key, where) for key in ("task", "input", "output")}
-    values["task"] = canonical_task(values["task"])
+    field, name = _operator_name(block, where)
+    values: dict[str, Any] = {key: _string(block, key, where) for key in ("input", "output")}
+    try:  # imports a class of your own (no model loads): an import error is the spec's, at plan time
+        entry = lookup(name)
+        resolve(name)
+    except UnknownTaskError as exc:
+        raise SpecError(f"{where}.{field}: {exc}") from None
+    values["task"] = entry.name
     model = _string(block, "model", where, required=False)
-    if model is None:
+    if model is None and entry.origin == BUILT_IN:
         model, values["revision"] = _default_model(values["task"], block.get("revision"), where)
-    values["model"] = _model(model, base)
+    values["model"] = _model(model, base) if model else ""  # an operator of your own may need no model
     options = block.get("options") or {}
     values["options"] = _mapping(options, f"{where}.options")
     if "batch_size" in block:
@@ -271,13 +300,20 @@ def _step(raw: Any, index: int, base: Path) -> StepSpec:
                 raise SpecError(f"{where}.{key}: must be true or false")
             values[key] = block[key]
     step = StepSpec(**values)
+    _build(step, entry, f"{where}.{field}")
+    return step
+
+
+def _build(step: StepSpec, entry: Entry, where: str) -> None:
+    """Build the step's operator once (options checked, no model loaded); ``where`` names its task or operator."""
     try:
         step.operator()
-    except UnknownTaskError as exc:
-        raise SpecError(f"{where}.task: {exc}") from None
     except OptionError as exc:
-        raise SpecError(f"{where}.options: {exc}") from None
-    return step
+        raise SpecError(f"{where.rpartition('.')[0]}.options: {exc}") from None
+    except Exception as exc:
+        if entry.origin == BUILT_IN:
+            raise
+        raise SpecError(f"{where}: {entry.target} could not be built: {type(exc).__name__}: {exc}") from None
 
 
 def _check_columns(spec: JobSpec) -> None:
