@@ -2,11 +2,12 @@
 
 The cluster runs ``python -m lakelabel run <job file>`` on its head node. The job's runtime environment carries this
 installation's ``lakelabel`` package (``py_modules``, assembled as it installs: ``lakelabel/`` with ``jobs/`` and
-``operators/`` inside) and the job file (``working_dir``, alone), so the
+``operators/`` inside) and the job file (``working_dir``), so the
 code that runs is the code that validated the job here; the cluster's image supplies the dependencies (Ray, torch,
 transformers...). A step's ``operator: module:Class`` that no installed distribution holds travels too: its
-top-level module file or package directory is one more ``py_modules`` entry (``operator_modules``); one that an
-installed distribution holds, like an entry point's task, must be installed on the cluster. Paths in the job file
+top-level package directory as one more ``py_modules`` entry, or its module file beside the job file
+(``operator_modules``, ``runtime_env``); one that an installed distribution holds, like an entry point's task, must
+be installed on the cluster. Paths in the job file
 (local input or output directories, model directories) must exist on the cluster's nodes.
 
 Example::
@@ -93,11 +94,20 @@ def package_copy(dest: Path) -> Path:
 def runtime_env(job_dir: Path, package_dir: Path, modules: Sequence[Path] = ()) -> dict[str, Any]:
     """The job's runtime environment: ``package_dir``, the job's own operator ``modules``, ``job_dir`` as working dir.
 
-    ``package_dir`` is :func:`package_copy`'s; each of ``modules`` is a module file or a package directory.
+    ``package_dir`` is :func:`package_copy`'s; each of ``modules`` is a package directory or a module file
+    (:func:`operator_modules`). A package directory is a ``py_modules`` entry, on the path of the job's driver and
+    workers; a module file is copied into ``job_dir``, which is on that path too: Ray's Jobs client uploads a
+    ``py_modules`` entry that is a single ``.py`` file as if it were a directory, and fails (Ray 2.60).
     """
+    packages = []
+    for module in modules:
+        if module.is_dir():
+            packages.append(str(module))
+        else:
+            shutil.copyfile(module, job_dir / module.name)
     return {
         "working_dir": str(job_dir),
-        "py_modules": [str(package_dir), *(str(module) for module in modules)],
+        "py_modules": [str(package_dir), *packages],
         "excludes": ["__pycache__", "*.pyc"],
     }
 

@@ -129,10 +129,10 @@ def test_submit_ships_the_module_of_each_operator_class_no_distribution_holds(
             sent["address"] = address
 
         def submit_job(self, *, runtime_env: dict, **kwargs: object) -> str:
-            shipped = [Path(module) for module in runtime_env["py_modules"]]
+            shipped = [Path(runtime_env["working_dir"]), *map(Path, runtime_env["py_modules"][1:])]
             sent["files"] = sorted(
                 str(file.relative_to(module.parent))
-                for module in shipped[1:]
+                for module in shipped
                 for file in [module, *module.rglob("*")]
                 if "__pycache__" not in file.parts  # left out by the runtime environment's excludes
             )
@@ -142,17 +142,16 @@ def test_submit_ships_the_module_of_each_operator_class_no_distribution_holds(
     monkeypatch.setattr(ray.job_submission, "JobSubmissionClient", Client)
     (tmp_path / "job.yaml").write_text(json.dumps(job), encoding="utf-8")
     assert submit(str(tmp_path / "job.yaml"), "http://head:8265", wait=False) == 0
-    assert [Path(module).name for module in sent["runtime_env"]["py_modules"]] == [
-        "lakelabel",
-        f"{MODULE}.py",
-        "lakelabel_test_pkg",
-    ]
+    # A package directory is a py_modules entry; a module file travels in the working directory, beside the job file
+    assert [Path(module).name for module in sent["runtime_env"]["py_modules"]] == ["lakelabel", "lakelabel_test_pkg"]
     assert sent["files"] == [
+        "job",
+        "job/job.yaml",
+        f"job/{MODULE}.py",
         "lakelabel_test_pkg",
         "lakelabel_test_pkg/__init__.py",
         "lakelabel_test_pkg/text",
         "lakelabel_test_pkg/text/__init__.py",
         "lakelabel_test_pkg/text/ops.py",
-        f"{MODULE}.py",
     ]
     forget(MODULE, "lakelabel_test_pkg", "lakelabel_test_shoutops")
