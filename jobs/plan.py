@@ -14,10 +14,11 @@ from lakelabel.jobs.lake import Sink, Source, open_sink, open_source
 from lakelabel.jobs.lake.shards import Quarantined, Shard, ShardError, inspect_shards, refuse
 from lakelabel.jobs.lake.units import Part, Unit, bundle, split_parts
 from lakelabel.jobs.output.layout import unsafe_key
-from lakelabel.jobs.output.provenance import spec_hash
+from lakelabel.jobs.output.provenance import operator_code, operator_label, spec_hash
 from lakelabel.jobs.pools import Machine, Pool, cpu_slots, size_pools
 from lakelabel.jobs.records import done_parts
 from lakelabel.operators import ERROR_COLUMN, ERROR_TYPE, Operator
+from lakelabel.operators.registry import CLASS, lookup
 
 if TYPE_CHECKING:
     import fsspec
@@ -128,7 +129,7 @@ class Plan:
         steps = zip(spec.steps, self.operators, pools, batches, strict=True)
         for index, (step, operator, pool, batch) in enumerate(steps):
             reads = ", ".join(operator.columns())
-            lines.append(f"step {index} {step.task}: {reads} -> {step.output} [{_type_name(operator)}]")
+            lines.append(f"step {index} {_step_name(step)}: {reads} -> {step.output} [{_type_name(operator)}]")
             preparer = operator.preparer()
             if preparer is not None:
                 lines.append(
@@ -140,7 +141,7 @@ class Plan:
                 " (the cluster has no GPUs)" if wants and not pool.gpus and step.num_gpus is None else ""
             )
             lines.append(
-                f"  stage model {step.model}\n"
+                f"  stage model {step.model or '(none named)'}\n"
                 f"    batch_size {batch}, actors {pool.range}, cpus {pool.cpus:g} per actor, gpus {gpus}\n"
                 f"    actors: {pool.reason}\n"
                 f"    batch_size: {_batch_reason(step, operator, pool, self.rows)}"
@@ -176,6 +177,17 @@ def _batch_reason(step: StepSpec, operator: Operator, pool: Pool, rows: int) -> 
         f"unset: the operator's {operator.batch_size} rows, lowered to give each of {pool.high} actor(s) at least "
         f"{BATCHES_PER_ACTOR} of the job's {rows} rows' batches, fitted to whole shards or even parts of one"
     )
+
+
+def _step_name(step: StepSpec) -> str:
+    """The step's task; for an operator not built in, also its class and where its code comes from."""
+    code = operator_code(step)
+    if code is None:
+        return step.task
+    if lookup(step.task).origin == CLASS:  # the step's operator: module:Class
+        label = operator_label(code)
+        return f"operator {label}" if code["class"] == step.task else f"operator {step.task} ({label})"
+    return f"{step.task} (operator {operator_label(code)})"  # an installed entry point
 
 
 def _type_name(operator: Operator) -> str:

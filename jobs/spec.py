@@ -19,11 +19,13 @@ Example::
         model: sentence-transformers/all-MiniLM-L6-v2
         input: body
         output: embedding
+      - operator: my_ops.text:Upper   # a class of your own: a subclass of lakelabel.Operator
+        input: body
+        output: shouted
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,29 +33,28 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from lakelabel.jobs.fields import SpecError, mapping, number, only, string
 from lakelabel.jobs.lake.tablespec import FORMATS, TableSpec, TableSpecError, parse_table
 from lakelabel.jobs.safe_yaml import YamlBombError, safe_yaml
+from lakelabel.jobs.steps import StepSpec, read_step
 from lakelabel.operators import (
     ERROR_COLUMN,
-    ModelLoadError,
     Operator,
-    OperatorConfig,
-    OptionError,
-    UnknownTaskError,
-    canonical_task,
-    default_model,
-    operator_class,
 )
-from lakelabel.operators.core.hub import check_hub_model
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-log = logging.getLogger("lakelabel")
-
-
-class SpecError(ValueError):
-    """The job spec is invalid; the message starts with the offending field."""
+__all__ = [
+    "JobSpec",
+    "SpecError",
+    "StepSpec",
+    "StorageSpec",
+    "load_spec",
+    "parse_job",
+    "parse_spec",
+    "read_job_file",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,43 +71,6 @@ class StorageSpec:
     """lakelabel's retry budget per call, after botocore's: an outage longer than this ends the run."""
     timeout_seconds: float = 30.0
     """Connect and read timeout of one attempt: a silent endpoint counts as a failed attempt after this."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class StepSpec:
-    """One model over one column."""
-
-    task: str
-    model: str
-    input: str
-    output: str
-    options: dict[str, Any] = field(default_factory=dict)
-    batch_size: int | None = None
-    """Rows per batch; ``None``: sized by ``lakelabel.jobs.blocks.batch_rows``."""
-    num_gpus: float | None = None
-    num_cpus: float | None = None
-    concurrency: tuple[int, int] | None = None
-    """Actors ``(min, max)``; ``None``: sized to the cluster by ``lakelabel.jobs.pools.size_pools``."""
-    device: str = "auto"
-    dtype: str = "auto"
-    revision: str | None = None
-    trust_remote_code: bool = False
-    use_safetensors: bool = True
-
-    def operator(self) -> Operator:
-        """Build the (cheap, picklable) operator for this step; loads no model."""
-        config = OperatorConfig(
-            model=self.model,
-            input=self.input,
-            output=self.output,
-            options=self.options,
-            device=self.device,
-            dtype=self.dtype,
-            revision=self.revision,
-            trust_remote_code=self.trust_remote_code,
-            use_safetensors=self.use_safetensors,
-        )
-        return operator_class(self.task)(config)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,83 +119,6 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _MODES = ("resume", "overwrite", "error_if_exists")
 _ERROR_POLICIES = ("record", "raise")
 _STORAGE_NUMBERS = {"max_attempts": True, "retry_seconds": False, "timeout_seconds": False}  # key: integer?
-_STEP_KEYS = {
-    "task", "model", "input", "output", "options", "batch_size", "num_gpus", "num_cpus", "concurrency",
-    "device", "dtype", "revision", "trust_remote_code", "use_safetensors",
-}  # fmt: skip
-
-
-def _mapping(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise SpecError(f"{where}: expected a mapping, got {type(value).__name__}")
-    return value
-
-
-def _string(block: dict[str, Any], key: str, where: str, *, required: bool = True) -> str | None:
-    value = block.get(key)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise SpecError(f"{where}.{key}: required, a non-empty string" if required else f"{where}.{key}: a string")
-    return value.strip()
-
-
-def _only(block: dict[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(block) - allowed)
-    if unknown:
-        raise SpecError(f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
-
-
-def _number(value: Any, where: str, *, integer: bool = False, minimum: float = 0) -> Any:
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value < minimum:
-        kind = "an integer" if integer else "a number"
-        raise SpecError(f"{where}: must be {kind} >= {minimum}, got {value!r}")
-    return value
-
-
-def _concurrency(value: Any, where: str) -> tuple[int, int]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return (_number(value, where, integer=True, minimum=1),) * 2
-    if isinstance(value, list) and len(value) == 2:
-        low, high = (_number(v, where, integer=True, minimum=1) for v in value)
-        if low > high:
-            raise SpecError(f"{where}: [min, max] with min <= max, got {value!r}")
-        return (low, high)
-    raise SpecError(f"{where}: an integer or a [min, max] pair, got {value!r}")
-
-
-def _model(value: str, base: Path) -> str:
-    """A local directory (absolute, ``./`` or ``../``, or existing beside the spec) or a Hub id as given."""
-    path = Path(value).expanduser()
-    if value.startswith(("/", "./", "../", "~")) or (base / path).is_dir():
-        return str(path if path.is_absolute() else (base / path).resolve())
-    return value
-
-
-def _default_model(task: str, revision: Any, where: str) -> tuple[str, str]:
-    """``pipeline(task)``'s default model and revision (the step's revision, if set), checked to be reachable."""
-    try:
-        operator_class(task)
-    except UnknownTaskError as exc:
-        raise SpecError(f"{where}.task: {exc}") from None
-    try:
-        model, default_revision = default_model(task)
-    except UnknownTaskError as exc:
-        raise SpecError(f"{where}.model: {exc}") from None
-    revision = revision if isinstance(revision, str) and revision.strip() else default_revision
-    log.warning(
-        "%s: no model given; using transformers' default for %s: %s at revision %s", where, task, model, revision
-    )
-    try:
-        check_hub_model(model, revision)
-    except ModelLoadError as exc:
-        raise SpecError(
-            f"{where}.model: not set, so {exc}; set model to a local directory or a cached Hub id"
-        ) from None
-    return model, revision
-
-
 _PLACE_KEYS = {"parquet": {"uri"}, "iceberg": {"catalog", "table", "snapshot"}, "delta": {"uri", "version"}}
 
 
@@ -240,51 +127,14 @@ def _place(block: dict[str, Any], where: str, extra: set[str]) -> tuple[TableSpe
     table_format = block.get("format", "parquet")
     if table_format not in FORMATS:
         raise SpecError(f"{where}.format: one of {', '.join(FORMATS)}, got {table_format!r}")
-    _only(block, {"format", *extra} | _PLACE_KEYS[table_format], where)
+    only(block, {"format", *extra} | _PLACE_KEYS[table_format], where)
     if table_format == "parquet":
-        return None, _string(block, "uri", where) or ""
+        return None, string(block, "uri", where) or ""
     try:
         table = parse_table(block, where, reading=where == "input")
     except TableSpecError as exc:
         raise SpecError(str(exc)) from None
     return table, table.uri or f"iceberg://{table.catalog_name}/{table.table}"
-
-
-def _step(raw: Any, index: int, base: Path) -> tuple[StepSpec, Operator]:
-    where = f"steps[{index}]"
-    block = _mapping(raw, where)
-    _only(block, _STEP_KEYS, where)
-    values: dict[str, Any] = {key: _string(block, key, where) for key in ("task", "input", "output")}
-    values["task"] = canonical_task(values["task"])
-    model = _string(block, "model", where, required=False)
-    if model is None:
-        model, values["revision"] = _default_model(values["task"], block.get("revision"), where)
-    values["model"] = _model(model, base)
-    options = block.get("options") or {}
-    values["options"] = _mapping(options, f"{where}.options")
-    if "batch_size" in block:
-        values["batch_size"] = _number(block["batch_size"], f"{where}.batch_size", integer=True, minimum=1)
-    for key in ("num_gpus", "num_cpus"):
-        if block.get(key) is not None:
-            values[key] = float(_number(block[key], f"{where}.{key}"))
-    if "concurrency" in block:
-        values["concurrency"] = _concurrency(block["concurrency"], f"{where}.concurrency")
-    for key in ("device", "dtype", "revision"):
-        if block.get(key) is not None:
-            values[key] = _string(block, key, where)
-    for key in ("trust_remote_code", "use_safetensors"):
-        if key in block:
-            if not isinstance(block[key], bool):
-                raise SpecError(f"{where}.{key}: must be true or false")
-            values[key] = block[key]
-    step = StepSpec(**values)
-    try:
-        operator = step.operator()
-    except UnknownTaskError as exc:
-        raise SpecError(f"{where}.task: {exc}") from None
-    except OptionError as exc:
-        raise SpecError(f"{where}.options: {exc}") from None
-    return step, operator
 
 
 def _check_columns(spec: JobSpec, operators: Sequence[Operator]) -> None:
@@ -315,19 +165,19 @@ def parse_spec(data: Any, *, base: Path | None = None) -> JobSpec:
 def parse_job(data: Any, *, base: Path | None = None) -> tuple[JobSpec, list[Operator]]:
     """:func:`parse_spec`, with the steps' operators it built to check them (a run plans with these)."""
     base = base or Path.cwd()
-    root = _mapping(data, "job")
-    _only(root, {"name", "input", "output", "steps", "storage", "on_error"}, "job")
-    name = _string(root, "name", "job")
+    root = mapping(data, "job")
+    only(root, {"name", "input", "output", "steps", "storage", "on_error"}, "job")
+    name = string(root, "name", "job")
     if not _NAME.match(name or ""):
         raise SpecError(f"name: letters, digits, '_', '.' and '-' only, got {name!r}")
-    source = _mapping(root.get("input"), "input")
+    source = mapping(root.get("input"), "input")
     input_table, input_uri = _place(source, "input", {"columns", "bundle_bytes", "split_bytes"})
     columns = source.get("columns")
     if columns is not None and (
         not isinstance(columns, list) or not columns or not all(isinstance(c, str) and c for c in columns)
     ):
         raise SpecError("input.columns: a non-empty list of column names")
-    sink = _mapping(root.get("output"), "output")
+    sink = mapping(root.get("output"), "output")
     output_table, output_uri = _place(sink, "output", {"mode", "commit_every", "lease_seconds"})
     mode = sink.get("mode", "resume")
     if mode not in _MODES:
@@ -338,16 +188,16 @@ def parse_job(data: Any, *, base: Path | None = None) -> tuple[JobSpec, list[Ope
     commit_every = sink.get("commit_every", 100)
     if output_table is None and "commit_every" in sink:
         raise SpecError("output.commit_every: only for a table output (format iceberg or delta)")
-    commit_every = _number(commit_every, "output.commit_every", integer=True, minimum=1)
+    commit_every = number(commit_every, "output.commit_every", integer=True, minimum=1)
     on_error = root.get("on_error", "record")
     if on_error not in _ERROR_POLICIES:
         raise SpecError(f"on_error: one of {', '.join(_ERROR_POLICIES)}, got {on_error!r}")
     steps = root.get("steps")
     if not isinstance(steps, list) or not steps:
         raise SpecError("steps: required, a non-empty list of steps")
-    built = [_step(raw, index, base) for index, raw in enumerate(steps)]
-    storage = _mapping(root.get("storage") or {}, "storage")
-    _only(storage, {"endpoint_url", "region", "profile", "anon", *_STORAGE_NUMBERS}, "storage")
+    built = [read_step(raw, index, base) for index, raw in enumerate(steps)]
+    storage = mapping(root.get("storage") or {}, "storage")
+    only(storage, {"endpoint_url", "region", "profile", "anon", *_STORAGE_NUMBERS}, "storage")
     spec = JobSpec(
         name=name or "",
         input_uri=input_uri,
@@ -357,12 +207,12 @@ def parse_job(data: Any, *, base: Path | None = None) -> tuple[JobSpec, list[Ope
         on_error=on_error,
         steps=tuple(step for step, _ in built),
         storage=StorageSpec(
-            endpoint_url=_string(storage, "endpoint_url", "storage", required=False),
-            region=_string(storage, "region", "storage", required=False),
-            profile=_string(storage, "profile", "storage", required=False),
+            endpoint_url=string(storage, "endpoint_url", "storage", required=False),
+            region=string(storage, "region", "storage", required=False),
+            profile=string(storage, "profile", "storage", required=False),
             anon=bool(storage.get("anon", False)),
             **{
-                key: _number(storage[key], f"storage.{key}", integer=integer, minimum=1 if integer else 0.1)
+                key: number(storage[key], f"storage.{key}", integer=integer, minimum=1 if integer else 0.1)
                 for key, integer in _STORAGE_NUMBERS.items()
                 if key in storage
             },
@@ -370,9 +220,9 @@ def parse_job(data: Any, *, base: Path | None = None) -> tuple[JobSpec, list[Ope
         input_table=input_table,
         output_table=output_table,
         commit_every=commit_every,
-        lease_seconds=_number(sink.get("lease_seconds", 60.0), "output.lease_seconds", minimum=1),
+        lease_seconds=number(sink.get("lease_seconds", 60.0), "output.lease_seconds", minimum=1),
         **{
-            key: _number(source[key], f"input.{key}", integer=True, minimum=1)
+            key: number(source[key], f"input.{key}", integer=True, minimum=1)
             for key in ("bundle_bytes", "split_bytes")
             if key in source
         },

@@ -2,10 +2,13 @@
 
 The cluster runs ``python -m lakelabel run <job file>`` on its head node. The job's runtime environment carries this
 installation's ``lakelabel`` package (``py_modules``, assembled as it installs: ``lakelabel/`` with ``jobs/`` and
-``operators/`` inside) and the job file (``working_dir``, alone), so the
+``operators/`` inside) and the job file (``working_dir``), so the
 code that runs is the code that validated the job here; the cluster's image supplies the dependencies (Ray, torch,
-transformers...). Paths in the job file (local input or output directories, model directories) must exist on the
-cluster's nodes.
+transformers...). A step's ``operator: module:Class`` that no installed distribution holds travels too: its
+top-level package directory as one more ``py_modules`` entry, or its module file beside the job file
+(``operator_modules``, ``runtime_env``); one that an installed distribution holds, like an entry point's task, must
+be installed on the cluster. Paths in the job file
+(local input or output directories, model directories) must exist on the cluster's nodes.
 
 Example::
 
@@ -28,6 +31,7 @@ import shutil
 import sys
 import tempfile
 import time
+from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,11 +39,14 @@ import lakelabel
 import lakelabel.jobs
 import lakelabel.operators
 from lakelabel.jobs.spec import SpecError, load_spec
+from lakelabel.operators.registry import CLASS, distribution_of, lookup, resolve, source_file
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from ray.job_submission import JobSubmissionClient
+
+    from lakelabel.jobs.spec import JobSpec
 
 log = logging.getLogger("lakelabel")
 
@@ -87,13 +94,50 @@ def package_copy(dest: Path) -> Path:
 def runtime_env(job_dir: Path, package_dir: Path, modules: Sequence[Path] = ()) -> dict[str, Any]:
     """The job's runtime environment: ``package_dir``, the job's own operator ``modules``, ``job_dir`` as working dir.
 
-    ``package_dir`` is :func:`package_copy`'s; each of ``modules`` is a module file or a package directory.
+    ``package_dir`` is :func:`package_copy`'s; each of ``modules`` is a package directory or a module file
+    (:func:`operator_modules`). A package directory is a ``py_modules`` entry, on the path of the job's driver and
+    workers; a module file is copied into ``job_dir``, which is on that path too: Ray's Jobs client uploads a
+    ``py_modules`` entry that is a single ``.py`` file as if it were a directory, and fails (Ray 2.60).
     """
+    packages = []
+    for module in modules:
+        if module.is_dir():
+            packages.append(str(module))
+        else:
+            shutil.copyfile(module, job_dir / module.name)
     return {
         "working_dir": str(job_dir),
-        "py_modules": [str(package_dir), *(str(module) for module in modules)],
+        "py_modules": [str(package_dir), *packages],
         "excludes": ["__pycache__", "*.pyc"],
     }
+
+
+def operator_modules(spec: JobSpec) -> list[Path]:
+    """What ships each ``operator: module:Class`` of ``spec`` that no installed distribution holds.
+
+    The top-level module of each such class: its file (``my_ops.py``) or its package directory (``my_ops/``, for
+    ``my_ops.text:Upper``), each once. Classes of ``lakelabel`` itself travel with the package; classes an installed
+    distribution holds (and entry points' tasks) are the cluster's to install.
+    """
+    found: list[Path] = []
+    for step in spec.steps:
+        if lookup(step.task).origin != CLASS:
+            continue
+        cls = resolve(step.task)
+        top = cls.__module__.partition(".")[0]
+        if top == "lakelabel" or distribution_of(cls) is not None:
+            continue
+        module = import_module(top)
+        if top == cls.__module__:  # a module file, or a package's __init__.py
+            path = source_file(cls)
+            path = path.parent if path.name == "__init__.py" else path
+        else:  # the package directory that holds the class's module (one of several, for a namespace package)
+            file = source_file(cls)
+            roots = [Path(entry).resolve() for entry in module.__path__]
+            path = next(root for root in roots if file.is_relative_to(root))
+        if path not in found:
+            found.append(path)
+    return found
 
 
 def exit_code(status: str, driver_exit_code: int | None) -> int:
@@ -146,7 +190,7 @@ def _send(job_path: str, address: str | None, submission_id: str | None) -> tupl
     try:
         job_dir.mkdir()
         shutil.copyfile(path, job_dir / path.name)
-        env = runtime_env(job_dir, package_copy(stage))
+        env = runtime_env(job_dir, package_copy(stage), operator_modules(spec))
         while True:
             try:
                 submission_id = client.submit_job(

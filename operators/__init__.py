@@ -2,7 +2,17 @@
 
 from lakelabel.operators.core.base import ModelLoadError, Operator, OperatorConfig, OptionError, Resources
 from lakelabel.operators.core.columns import ERROR_COLUMN, ERROR_TYPE
-from lakelabel.operators.registry import ALIASES, TASKS, UnknownTaskError, canonical_task, default_model, operator_class
+from lakelabel.operators.registry import (
+    ALIASES,
+    TASKS,
+    OperatorImportError,
+    UnknownTaskError,
+    canonical_task,
+    default_model,
+    lookup,
+    operator_class,
+    resolve,
+)
 
 __all__ = [
     "ALIASES",
@@ -12,10 +22,13 @@ __all__ = [
     "ModelLoadError",
     "Operator",
     "OperatorConfig",
+    "OperatorImportError",
     "OptionError",
     "Resources",
     "UnknownTaskError",
     "canonical_task",
     "default_model",
+    "lookup",
     "operator_class",
+    "resolve",
 ]

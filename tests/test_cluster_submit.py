@@ -7,6 +7,7 @@ One head (no CPU slots: it only coordinates and runs the job's driver) and two w
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -18,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from lakelabel.operators import ERROR_COLUMN
 from tests.local_cluster import LocalCluster, cluster_env
 
 WORKERS = ("worker-1", "worker-2")
@@ -145,6 +147,38 @@ def test_a_failing_job_fails_the_submit(cluster: LocalCluster, models: dict[str,
     result = cluster.submit(job, "--wait")
     assert result.returncode == 2, f"{result.stdout}\n{result.stderr}"  # the job's own exit code: `lakelabel run`'s 2
     assert "FAILED" in result.stderr
+
+
+def test_an_operator_of_your_own_is_shipped_with_the_job(cluster: LocalCluster, tmp_path: Path) -> None:
+    """The class's module lies outside the repository and on no node's path: only ``submit`` can bring it there."""
+    from tests.test_own_operators import MODULE, sha256, write_module
+
+    module = write_module(tmp_path / "ops")
+    assert str(module.parent) not in cluster.env.get("PYTHONPATH", "")
+    tables = source(shards=2, rows=20)
+    for index, table in enumerate(tables):
+        (tmp_path / "in").mkdir(exist_ok=True)
+        pq.write_table(table, tmp_path / "in" / f"part-{index:02d}.parquet")
+    step = {"operator": f"{MODULE}:Upper", "input": "text", "output": "upper", "batch_size": 4, "concurrency": 2}
+    job = tmp_path / "job.yaml"
+    job.write_text(json.dumps({"name": "cluster-own-operator", "input": {"uri": str(tmp_path / "in")},
+                               "output": {"uri": str(tmp_path / "out")}, "steps": [step]}))  # fmt: skip
+    env = cluster.client_env()  # the submitting process checks the job: it imports the module
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(module.parent), env.get("PYTHONPATH")) if p)
+    result = subprocess.run(
+        cluster.submit_command(job, "--wait"), env=env, capture_output=True, text=True, timeout=400, check=False
+    )
+    assert result.returncode == 0, f"submit --wait exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    rows = committed_rows(tmp_path / "out")
+    assert rows.num_rows == 40
+    for text, upper, errors in zip(*(rows.column(c).to_pylist() for c in ("text", "upper", ERROR_COLUMN)), strict=True):
+        assert upper == (None if text is None else text.upper())
+        assert errors == ([] if text is not None else [{"step": "upper", "message": "input column 'text' is null"}])
+    done = manifest(tmp_path / "out")
+    assert done["complete"] is True
+    assert done["provenance"]["operators"] == [
+        {"step": "upper", "class": f"{MODULE}:Upper", "source_sha256": sha256(module)}
+    ]
 
 
 def _batches_done_on(cluster: LocalCluster, node_id: str) -> int:

@@ -72,6 +72,7 @@ def test_the_page_has_the_examples_the_tests_run() -> None:
         "One operator on a table",
         "In your own Ray Data pipeline",
         "From Daft",
+        "Operators of your own",
     }
 
 
@@ -143,3 +144,20 @@ def test_an_operator_inside_a_daft_udf_equals_lakelabel_run(job_run: dict, names
     written = {row["id"]: row for row in pq.read_table(names["OUTPUT"]).to_pylist()}
     assert sorted(row["id"] for row in rows) == [i for i, text in enumerate(TEXTS) if text is not None]
     _same_sentiment(rows, written)
+
+
+def test_the_pages_own_operator_runs_on_a_table() -> None:
+    import pyarrow as pa
+
+    import lakelabel
+
+    namespace: dict = {"__name__": "my_ops_text"}
+    exec(compile(examples()["Operators of your own"], str(PAGE), "exec"), namespace)
+    upper = namespace["Upper"](
+        lakelabel.OperatorConfig(model="", input="text", output="shouted", options={"suffix": "!"})
+    )
+    table = upper(pa.table({"text": ["quiet please", None]}))
+    assert table.column("shouted").to_pylist() == ["QUIET PLEASE!", None]
+    assert table.column("lakelabel_errors")[1].as_py()[0]["step"] == "shouted"
+    with pytest.raises(lakelabel.OptionError, match="suffix"):
+        namespace["Upper"](lakelabel.OperatorConfig(model="", input="text", output="x", options={"suffix": 1}))

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from lakelabel.jobs.lake.storage import filesystem
 from lakelabel.jobs.output.layout import STATE, Layout
 from lakelabel.jobs.output.lease import describe, read_lease
+from lakelabel.jobs.output.provenance import operator_label
 
 if TYPE_CHECKING:
     from lakelabel.jobs.lake import Sink
@@ -96,4 +97,5 @@ def output_status(target: str, storage: StorageSpec) -> tuple[str, bool]:
             else f"revision {model['revision']} -> {model['resolved_revision'] or 'unresolved'}"
         )
         lines.append(f"  step {model['step']}: {model['model']} ({resolved})")
+    lines += [f"  step {code['step']}: operator {operator_label(code)}" for code in provenance.get("operators", [])]
     return "\n".join(lines), finished and not quarantined

@@ -2,7 +2,10 @@
 
 The spec hash covers what changes the annotations (input, columns, tasks, models, options, revisions, dtype, weight
 formats), not how the job is run (name, batch sizes, resources, storage settings, output mode), so a re-run with
-more GPUs resumes while a re-run with another model is refused.
+more GPUs resumes while a re-run with another model is refused. A step whose operator is not built in (``operator:
+module:Class``, or an installed entry point) also carries its class's ``module:Class`` and the version of the
+distribution that holds it, or, where no installed distribution does, the SHA-256 of its source file: editing that
+file changes the hash.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lakelabel.operators.registry import BUILT_IN, distribution_of, lookup, qualified_name, resolve, source_file
+
 if TYPE_CHECKING:
-    from lakelabel.jobs.spec import JobSpec
+    from lakelabel.jobs.spec import JobSpec, StepSpec
 
 _PACKAGES = ("lakelabel", "ray", "torch", "transformers", "pyarrow")
 _WEIGHTS = (".safetensors", ".bin", ".pt", ".pth")
@@ -39,9 +44,37 @@ def normalised_spec(spec: JobSpec) -> dict[str, Any]:
                 "use_safetensors": step.use_safetensors,
                 "trust_remote_code": step.trust_remote_code,
             }
+            | ({"operator": code} if (code := operator_code(step)) else {})
             for step in spec.steps
         ],
     }
+
+
+def operator_code(step: StepSpec) -> dict[str, str] | None:
+    """What identifies the code of a step whose operator is not built in; None for a built-in task.
+
+    The class's ``module:Class`` with the name and version of the installed distribution that holds it, or with its
+    source file's SHA-256 when none does (``registry.distribution_of``).
+    """
+    if lookup(step.task).origin == BUILT_IN:
+        return None
+    cls = resolve(step.task)
+    dist = distribution_of(cls)
+    if dist is not None:
+        return {"class": qualified_name(cls), "distribution": dist.metadata["Name"], "version": dist.version}
+    path = source_file(cls)
+    stat = path.stat()
+    return {"class": qualified_name(cls), "source_sha256": _sha256(path, stat.st_size, stat.st_mtime)}
+
+
+def operator_label(code: dict[str, str]) -> str:
+    """``operator_code`` in words: ``my_ops:Upper, source sha256 1a2b3c4d5e6f`` or ``pkg.ops:Shout, pkg 0.1``."""
+    where = (
+        f"{code['distribution']} {code['version']}"
+        if "version" in code
+        else f"source sha256 {code['source_sha256'][:12]}"
+    )
+    return f"{code['class']}, {where}"
 
 
 def spec_hash(spec: JobSpec) -> str:
@@ -114,10 +147,13 @@ def model_provenance(model: str, revision: str | None) -> dict[str, Any]:
 
 
 def provenance(spec: JobSpec) -> dict[str, Any]:
-    """Job name, spec hash, each step's model with its resolved weights, and the versions."""
+    """Job name, spec hash, each step's model with its resolved weights, operators not built in, the versions."""
     return {
         "job": spec.name,
         "spec_hash": spec_hash(spec),
-        "models": [{"step": step.output} | model_provenance(step.model, step.revision) for step in spec.steps],
+        "models": [
+            {"step": step.output} | model_provenance(step.model, step.revision) for step in spec.steps if step.model
+        ],
+        "operators": [{"step": step.output} | code for step in spec.steps if (code := operator_code(step)) is not None],
         "versions": versions(),
     }

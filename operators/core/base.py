@@ -84,7 +84,8 @@ class OperatorConfig:
     """Everything an operator needs, cheap to pickle: no model, no tokenizer, no tensors.
 
     Attributes:
-        model: a Hugging Face Hub id (``org/name``) or a local directory holding ``config.json``.
+        model: a Hugging Face Hub id (``org/name``) or a local directory holding ``config.json``; empty for an
+            operator of your own whose step names no model.
         input: the column read: strings for text tasks, encoded media for image and audio tasks. ``a.b`` reads
             field ``b`` of struct column ``a`` (for example ``transcript.text``).
         output: the column written.
@@ -108,9 +109,15 @@ class OperatorConfig:
 
 
 class Operator(ABC):
-    """Base of every task operator. Subclasses set ``task`` and ``defaults`` and write three methods."""
+    """Base of every task operator. Subclasses set ``task`` and ``defaults`` and write three methods.
 
-    task: ClassVar[str]
+    An operator of your own (a job's ``operator: module:Class``, or an installed entry point) is the same: a
+    subclass that writes ``output_type()``, ``load()`` and ``annotate()``, and may set ``defaults`` and
+    ``validate_options()``; ``task`` may stay unset, and its messages then name the class.
+    """
+
+    task: ClassVar[str] = ""
+    """The built-in task this operator implements; empty for an operator of your own."""
     defaults: ClassVar[Mapping[str, Any]] = {}
     """Every option the task accepts, with its default. Any other key is an error naming the key."""
 
@@ -125,14 +132,15 @@ class Operator(ABC):
     """One of ``INPUT_KINDS``: what the input column must hold (checked in every shard's schema before a run)."""
 
     def __init__(self, config: OperatorConfig) -> None:
-        options = translate(self.task, config.options, f"step '{config.output}' ({self.task})")
+        kind = self.task or f"{type(self).__module__}:{type(self).__qualname__}"
+        options = translate(self.task, config.options, f"step '{config.output}' ({kind})")
         if options != dict(config.options):
             config = replace(config, options=options)
         unknown = sorted(set(config.options) - set(self.defaults))
         if unknown:
             known = ", ".join(sorted(self.defaults)) or "none"
             raise OptionError(
-                f"step '{config.output}' ({self.task}): unknown option(s) {', '.join(unknown)}; known options: {known}"
+                f"step '{config.output}' ({kind}): unknown option(s) {', '.join(unknown)}; known options: {known}"
             )
         self.config = config
         self.options: dict[str, Any] = {**self.defaults, **config.options}
