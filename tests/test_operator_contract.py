@@ -148,21 +148,6 @@ def test_an_empty_text_refused_by_the_pipeline_gets_a_row_error(models: dict[str
     assert out.column(ERROR_COLUMN)[1].as_py() == []
 
 
-def test_only_the_runner_and_the_submission_client_import_ray() -> None:
-    import re
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
-    pattern = re.compile(r"^\s*(import ray|from ray)\b", re.MULTILINE)
-    importers = sorted(
-        str(path.relative_to(root))
-        for folder in ("operators", "jobs")
-        for path in (root / folder).rglob("*.py")
-        if pattern.search(path.read_text(encoding="utf-8"))
-    )
-    assert importers == ["jobs/runner.py", "jobs/submit.py"]
-
-
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_every_registered_task_has_its_operator(task: str) -> None:
     cls = operator_class(task)

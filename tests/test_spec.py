@@ -136,12 +136,12 @@ def test_cli_lists_known_tasks_for_an_unknown_task(tmp_path: Path, capsys: pytes
 def test_a_job_file_that_is_not_yaml_is_refused_before_ray_starts(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lakelabel.jobs import runner
+    from lakelabel.jobs import ray_adapter
 
     def no_ray(*_: object, **__: object) -> None:
         raise AssertionError("Ray was started for a job file that is not YAML")
 
-    monkeypatch.setattr(runner, "connect", no_ray)
+    monkeypatch.setattr(ray_adapter, "connect", no_ray)
     path = tmp_path / "job.yaml"
     path.write_text("name: j\nsteps: [unclosed\n")
     assert main(["run", str(path)]) == 2
