@@ -20,6 +20,8 @@ import pytest
 
 from tests.local_cluster import LocalCluster, cluster_env
 
+pytestmark = pytest.mark.ray  # a cluster of its own
+
 WORKERS = ("worker-1", "worker-2")
 
 

@@ -21,7 +21,6 @@ import pytest
 from lakelabel.jobs.output.layout import STATE
 from lakelabel.jobs.runner import JobFailedError, run_job
 from lakelabel.jobs.spec import parse_spec
-from tests.conftest import FAULT_FIGURES as FIGURES
 from tests.fault_proxy import Fault, FaultProxy
 
 pytestmark = pytest.mark.faults
@@ -105,8 +104,9 @@ ABSORBED = {
 
 @pytest.mark.parametrize("case", list(ABSORBED))
 def test_faults_within_the_budget_are_absorbed(
-    case: str, proxy: FaultProxy, moto: fsspec.AbstractFileSystem, models: dict[str, str], ray_local: None
-) -> None:
+    case: str, proxy: FaultProxy, moto: fsspec.AbstractFileSystem, models: dict[str, str], ray_local: str,
+    record_property,
+) -> None:  # fmt: skip
     write_inputs(moto, f"faults/{case}/in")
     proxy.clear()
     injected, retries = proxy.total_injected, proxy.retries
@@ -120,8 +120,9 @@ def test_faults_within_the_budget_are_absorbed(
     counts = output_counts(moto, f"faults/{case}/out")
     expected = [i for shard in range(SHARDS) for i in shard_ids(shard)]
     lost, duplicated = len(set(expected) - set(counts)), sum(n - 1 for n in counts.values())
-    FIGURES.append({"case": case, "injected": faults, "retries": proxy.retries - retries, "runs": 1, "lost": lost,
-                    "duplicated": duplicated, "longest": seconds, "outcome": "complete"})  # fmt: skip
+    record_property("fault_figures", {"case": case, "injected": faults, "retries": proxy.retries - retries, "runs": 1,
+                                      "lost": lost, "duplicated": duplicated, "longest": seconds,
+                                      "outcome": "complete"})  # fmt: skip
     assert (lost, duplicated) == (0, 0)
     assert sorted(counts) == sorted(expected)
     assert seconds < BOUND
@@ -142,8 +143,9 @@ LEASE_LEFT = {"outage-past-the-run"}
 
 @pytest.mark.parametrize("case", list(BEYOND))
 def test_an_outage_beyond_the_budget_ends_the_run_and_the_rerun_completes(
-    case: str, proxy: FaultProxy, moto: fsspec.AbstractFileSystem, models: dict[str, str], ray_local: None
-) -> None:
+    case: str, proxy: FaultProxy, moto: fsspec.AbstractFileSystem, models: dict[str, str], ray_local: str,
+    record_property,
+) -> None:  # fmt: skip
     write_inputs(moto, f"faults/{case}/in")
     proxy.clear()
     injected, retries = proxy.total_injected, proxy.retries
@@ -170,9 +172,10 @@ def test_an_outage_beyond_the_budget_ends_the_run_and_the_rerun_completes(
     counts = output_counts(moto, f"faults/{case}/out")
     expected = [i for shard in range(SHARDS) for i in shard_ids(shard)]
     lost, duplicated = len(set(expected) - set(counts)), sum(n - 1 for n in counts.values())
-    FIGURES.append({"case": case, "injected": faults, "retries": proxy.retries - retries, "runs": 2, "lost": lost,
-                    "duplicated": duplicated, "longest": max(first, second),
-                    "outcome": f"failed, {sum(committed.values())} rows committed; re-run complete"})  # fmt: skip
+    outcome = f"failed, {sum(committed.values())} rows committed; re-run complete"
+    record_property("fault_figures", {"case": case, "injected": faults, "retries": proxy.retries - retries, "runs": 2,
+                                      "lost": lost, "duplicated": duplicated, "longest": max(first, second),
+                                      "outcome": outcome})  # fmt: skip
     assert (lost, duplicated) == (0, 0)
     assert sorted(counts) == sorted(expected)
     assert max(first, second) < BOUND

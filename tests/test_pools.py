@@ -179,6 +179,7 @@ def test_a_job_without_concurrency_starts_the_sized_pool(
     assert stats.rows == shards * rows
 
 
+@pytest.mark.ray
 def test_a_set_pool_larger_than_the_local_ray_restarts_it_with_the_slots_it_needs(
     tmp_path: Path, models: dict[str, str]
 ) -> None:
