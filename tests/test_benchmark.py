@@ -105,6 +105,7 @@ def test_the_largest_process_of_the_tree_is_tracked_apart_from_the_sum() -> None
         child.wait()
 
 
+@pytest.mark.ray
 def test_the_harness_prints_all_four_side_by_side(tmp_path: Path) -> None:
     step = '{"concurrency": 1, "batch_size": 8}'
     args = ["--tiny", "--rows", "48", "--sweep-every", "1", "--tasks", "classification", "--work", str(tmp_path)]
@@ -134,6 +135,7 @@ def test_the_harness_prints_all_four_side_by_side(tmp_path: Path) -> None:
         assert all(sum(pq.read_table(path).num_rows for path in run.glob("*.parquet")) == 48 for run in runs)
 
 
+@pytest.mark.ray
 def test_the_memory_runs_report_a_peak_per_size(tmp_path: Path) -> None:
     args = ["--tiny", "--memory", "--memory-rows", "40", "80", "--shard-rows", "20", "--work", str(tmp_path)]
     report = _harness(*args, "--step", '{"batch_size": 16}')

@@ -22,6 +22,8 @@ import pytest
 from lakelabel.operators import ERROR_COLUMN
 from tests.local_cluster import LocalCluster, cluster_env
 
+pytestmark = pytest.mark.ray  # a cluster of its own
+
 WORKERS = ("worker-1", "worker-2")
 
 

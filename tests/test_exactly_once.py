@@ -1,7 +1,8 @@
 """Crash, re-run, add shards, change the spec: every input row reaches the output exactly once.
 
-The kill tests run the job as its own ``lakelabel run`` process (with its own local Ray), SIGKILL it and every
-process of its Ray session at a chosen point, then run the same job file again and check the output by content.
+The kill tests run the job as its own ``lakelabel run`` process (attached to the session's Ray), SIGKILL it and
+every process of its Ray job at a chosen point, as a lost machine would end them, then run the same job file again
+and check the output by content.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from lakelabel.jobs.output.layout import STATE
 from lakelabel.jobs.runner import run_job
 from lakelabel.jobs.spec import load_spec
 from lakelabel.operators import ERROR_COLUMN
+from tests.conftest import attached
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARDS, ROWS = 8, 60
@@ -104,12 +106,39 @@ def _session_processes(driver: int) -> list[int]:
     return found
 
 
+def _job_processes(driver: int) -> list[int]:
+    """Processes of the Ray job a driver ran on the session's Ray (``ray_local``): its workers and actors.
+
+    Ray starts each job's workers with ``RAY_JOB_ID`` in their environment. Detached actors the job created (Ray
+    Data's, which every later job of that Ray uses) are left alone: they belong to the Ray, not to the run.
+    """
+    import ray
+    from ray._private import state
+
+    if not ray.is_initialized():
+        return []
+    jobs = {job["JobID"] for job in state.jobs() if job["DriverPid"] == driver}
+    shared = {actor["Pid"] for actor in state.actors().values() if actor["IsDetached"]}
+    marks = {f"RAY_JOB_ID={job}".encode() for job in jobs}
+    found = []
+    for entry in Path("/proc").iterdir():
+        if marks and entry.name.isdigit() and int(entry.name) not in shared:
+            try:
+                environ = set((entry / "environ").read_bytes().split(b"\0"))
+            except OSError:
+                continue
+            if environ & marks:
+                found.append(int(entry.name))
+    return found
+
+
 def crash(process: subprocess.Popen) -> None:
-    """SIGKILL the driver, its process group and every process of its Ray session, as a lost machine would."""
+    """SIGKILL the driver, its process group and every process of its Ray job, or of the Ray session it started,
+    as a lost machine would."""
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     for _ in range(3):
-        for pid in _session_processes(process.pid):
+        for pid in _session_processes(process.pid) + _job_processes(process.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError):
@@ -117,13 +146,13 @@ def crash(process: subprocess.Popen) -> None:
         time.sleep(0.5)
 
 
-def run_until(job: Path, condition: Callable[[], bool], log: Path) -> None:
-    """Start ``lakelabel run JOB`` as its own process; SIGKILL it the moment ``condition()`` holds."""
+def run_until(job: Path, condition: Callable[[], bool], log: Path, ray: str) -> None:
+    """Start ``lakelabel run JOB`` as its own process on the Ray at ``ray``; SIGKILL it once ``condition()`` holds."""
     with log.open("w") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "lakelabel", "run", str(job)],
             cwd=ROOT,
-            env=dict(os.environ, HF_HUB_OFFLINE="1", RAY_ADDRESS=""),
+            env=attached(ray),
             stdout=sink,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -161,10 +190,10 @@ def steps(models: dict[str, str], minilm: str) -> list[dict]:
     ]  # fmt: skip
 
 
-def kill_and_resume(job: Path, uri: str, point: str, tmp_path: Path) -> None:
+def kill_and_resume(job: Path, uri: str, point: str, tmp_path: Path, ray: str) -> None:
     spec = load_spec(job)
     fs, root = filesystem(uri, spec.storage)
-    run_until(job, kill_points(fs, root)[point], tmp_path / "killed.log")
+    run_until(job, kill_points(fs, root)[point], tmp_path / "killed.log", ray)
     before = records(fs, root)
     assert len(before) < SHARDS, "the kill came after every shard was committed"
     killed_run = json.loads(fs.cat_file(f"{root}/{STATE}/run.json"))["run_id"]
@@ -192,17 +221,17 @@ def kill_and_resume(job: Path, uri: str, point: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("point", ["early", "during-writes", "mid-way"])
 def test_killed_local_job_resumes_with_every_row_once(
-    point: str, tmp_path: Path, models: dict[str, str], minilm: str, ray_local: None
+    point: str, tmp_path: Path, models: dict[str, str], minilm: str, ray_local: str
 ) -> None:
     fs = fsspec.filesystem("file")
     write_shards(fs, str(tmp_path / "in"), range(SHARDS))
     job = job_file(tmp_path / "job.yaml", str(tmp_path / "in"), str(tmp_path / "out"), steps(models, minilm))
-    kill_and_resume(job, str(tmp_path / "out"), point, tmp_path)
+    kill_and_resume(job, str(tmp_path / "out"), point, tmp_path, ray_local)
 
 
 @pytest.mark.parametrize("point", ["early", "during-writes", "mid-way"])
 def test_killed_s3_job_resumes_with_every_row_once(
-    point: str, tmp_path: Path, s3_endpoint: str, models: dict[str, str], minilm: str, ray_local: None
+    point: str, tmp_path: Path, s3_endpoint: str, models: dict[str, str], minilm: str, ray_local: str
 ) -> None:
     fs = s3fs.S3FileSystem(endpoint_url=s3_endpoint)
     bucket = f"once-{point}"
@@ -210,4 +239,4 @@ def test_killed_s3_job_resumes_with_every_row_once(
     write_shards(fs, f"{bucket}/in", range(SHARDS))
     job = job_file(tmp_path / "job.yaml", f"s3://{bucket}/in/", f"s3://{bucket}/out/", steps(models, minilm),
                    storage={"endpoint_url": s3_endpoint})  # fmt: skip
-    kill_and_resume(job, f"s3://{bucket}/out/", point, tmp_path)
+    kill_and_resume(job, f"s3://{bucket}/out/", point, tmp_path, ray_local)

@@ -20,6 +20,7 @@ from lakelabel.jobs.output.layout import Layout
 from lakelabel.jobs.output.lease import LEASE, LeaseHeldError, acquire, read_lease
 from lakelabel.jobs.spec import StorageSpec
 from tests import fault_ops
+from tests.conftest import attached
 from tests.test_exactly_once import crash
 
 pytestmark = pytest.mark.faults
@@ -92,11 +93,11 @@ def write_inputs(fs: fsspec.AbstractFileSystem, prefix: str) -> list[int]:
     return ids
 
 
-def start(job: Path, log: Path, **env: str) -> subprocess.Popen:
+def start(job: Path, log: Path, ray: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "tests.fault_ops", "run", str(job)],
         cwd=ROOT,
-        env=dict(os.environ, HF_HUB_OFFLINE="1", RAY_ADDRESS="", PYTHONPATH=str(ROOT), **env),
+        env=attached(ray, PYTHONPATH=str(ROOT)),
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -104,22 +105,24 @@ def start(job: Path, log: Path, **env: str) -> subprocess.Popen:
 
 
 def test_overlapping_runs_one_proceeds_and_a_killed_holders_lease_expires(
-    tmp_path: Path, models: dict[str, str], s3_endpoint: str
+    tmp_path: Path, models: dict[str, str], s3_endpoint: str, ray_local: str
 ) -> None:
+    # The runs are `lakelabel run` processes attached to the session's Ray: the lease is the output's, not Ray's.
     storage = StorageSpec(endpoint_url=s3_endpoint)
     fs, _ = filesystem("s3://lease", storage)
     if not fs.exists("lease"):
         fs.mkdir("lease")
     ids = write_inputs(fs, "lease/in")
     out = "s3://lease/out"
-    job = tmp_path / "job.json"
+    job, pause = tmp_path / "job.json", tmp_path / "pause"
     job.write_text(json.dumps({
         "name": "overlap", "input": {"uri": "s3://lease/in/"}, "output": {"uri": out, "lease_seconds": 6},
         "storage": {"endpoint_url": s3_endpoint},
         "steps": [{"task": fault_ops.TASK, "model": models["classifier"], "input": "text", "output": "length",
-                   "batch_size": 4}],
+                   "batch_size": 4, "options": {"pause_file": str(pause)}}],
     }))  # fmt: skip
-    holder = start(job, tmp_path / "holder.log", FAULT_OPS_SLEEP="0.5")  # ~20 s of work: it is still running
+    pause.write_text("0.5")
+    holder = start(job, tmp_path / "holder.log", ray_local)  # ~20 s of work: it is still running
     try:
         deadline = time.monotonic() + 120
         while not fs.exists(f"lease/out/{LEASE}") or not fs.exists("lease/out/_lakelabel/run.json"):
@@ -129,7 +132,7 @@ def test_overlapping_runs_one_proceeds_and_a_killed_holders_lease_expires(
             fs.invalidate_cache()
         second = subprocess.run(
             [sys.executable, "-m", "tests.fault_ops", "run", str(job)],
-            cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=120,
+            cwd=ROOT, env=attached(ray_local, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=120,
             check=False,
         )  # fmt: skip
         assert second.returncode == 2, second.stderr
@@ -144,10 +147,11 @@ def test_overlapping_runs_one_proceeds_and_a_killed_holders_lease_expires(
     # As if the holder had run on another machine: its death cannot be seen from here, only its lease's expiry.
     lease["host"] = "another-machine"
     fs.pipe_file(f"lease/out/{LEASE}", json.dumps(lease).encode())
+    pause.unlink()  # the next run's rows take no time
     third = subprocess.run(
         [sys.executable, "-m", "tests.fault_ops", "run", str(job), "--wait", "60"],
-        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), RAY_ADDRESS=""), capture_output=True, text=True,
-        timeout=300, check=False,
+        cwd=ROOT, env=attached(ray_local, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=300,
+        check=False,
     )  # fmt: skip
     assert third.returncode == 0, third.stdout + third.stderr
     fs.invalidate_cache()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -21,10 +24,64 @@ def make(task: str, model: str, **options: object):
     return operator_class(task)(OperatorConfig(model=model, input="text", output="out", options=options))
 
 
+RAY_PROBE = """
+import importlib, json, pkgutil, sys
+import lakelabel.operators as package
+from lakelabel.operators.registry import TASKS, operator_class
+
+for index, entry in enumerate(sys.argv[1:]):  # more operators, registered as the tests' own operators are
+    TASKS[f"probe-{index}"] = entry
+importers = []
+def check(name):
+    if "ray" in sys.modules and not importers:
+        importers.append(name)
+modules = sorted(info.name for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."))
+for name in modules:
+    importlib.import_module(name)
+    check(name)
+classes = []
+for task, entry in TASKS.items():
+    classes.append(operator_class(task).__name__)
+    check(entry)
+print(json.dumps({"modules": modules, "classes": classes, "ray_after": importers,
+                  "ray": sorted(m for m in sys.modules if m == "ray" or m.startswith("ray."))}))
+"""
+
+
+def probe_ray(*extra: str, path: Path | None = None) -> dict:
+    """Import every module of the operators package and every registered operator class in a fresh interpreter.
+
+    Reports the modules and classes imported, and which Ray modules were loaded (first after which import).
+    """
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(path or ""), os.environ.get("PYTHONPATH")])))
+    result = subprocess.run(
+        [sys.executable, "-c", RAY_PROBE, *extra], capture_output=True, text=True, check=True, cwd=path or "/", env=env
+    )
+    return json.loads(result.stdout)
+
+
+def assert_no_ray(found: dict) -> None:
+    assert found["ray"] == [], f"importing {found['ray_after'][0]} loaded Ray: {found['ray'][:5]}"
+
+
 def test_operators_never_import_ray() -> None:
-    code = "import sys, operators, lakelabel.operators.registry; print('ray' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "False"
+    found = probe_ray()
+    assert "lakelabel.operators.text.text_classification" in found["modules"]
+    assert "lakelabel.operators.audio.faster_whisper_engine" in found["modules"]  # not behind a task: walked too
+    assert len(found["classes"]) == len(TASKS)
+    assert_no_ray(found)
+
+
+def test_the_ray_check_fails_for_an_operator_that_imports_ray(tmp_path: Path) -> None:
+    (tmp_path / "rayful_operator.py").write_text(
+        "import ray\n\nfrom lakelabel.operators.text.text_classification import TextClassification\n\n\n"
+        "class Rayful(TextClassification):\n    task = 'probe-0'\n"
+    )
+    found = probe_ray("rayful_operator:Rayful", path=tmp_path)
+    assert found["classes"][-1] == "Rayful"
+    assert "ray" in found["ray"]
+    with pytest.raises(AssertionError, match="importing rayful_operator:Rayful loaded Ray"):
+        assert_no_ray(found)
 
 
 def test_construction_is_cheap_and_picklable(models: dict[str, str]) -> None:

@@ -180,6 +180,7 @@ def test_a_job_without_concurrency_starts_the_sized_pool(
     assert stats.rows == shards * rows
 
 
+@pytest.mark.ray
 def test_a_set_pool_larger_than_the_local_ray_restarts_it_with_the_slots_it_needs(
     tmp_path: Path, models: dict[str, str]
 ) -> None:
@@ -203,6 +204,10 @@ def test_a_set_pool_larger_than_the_local_ray_restarts_it_with_the_slots_it_need
     (log_file,) = (tmp_path / "out" / "_lakelabel" / "logs").glob("*.log")
     logged = log_file.read_text()
     assert f"restarting the local Ray with {actors + IO_SLOTS} CPU slot(s)" in logged, logged[-3000:]
+    # The pool it asked for. How many of the pool's actors had loaded the model by the time so small a job ended
+    # depends on the machine's load (the manifest counts those), so that count is only bounded by the pool.
+    asked = f"step label: {actors} actor(s) with 1 CPU(s) and 0 GPU(s) each: set by the step's concurrency"
+    assert asked in logged, logged[-3000:]
     manifest = json.loads((tmp_path / "out" / "_SUCCESS").read_text())
     assert manifest["totals"]["rows_out"] == actors * 20
-    assert manifest["steps"][0]["actors"] == actors
+    assert 1 <= manifest["steps"][0]["actors"] <= actors

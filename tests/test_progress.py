@@ -153,6 +153,7 @@ def quiet_run(models: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
     return done.stdout, root / "out"
 
 
+@pytest.mark.ray
 def test_run_off_a_terminal_prints_progress_lines_and_the_summary_only(quiet_run: tuple[str, Path]) -> None:
     printed, output = quiet_run
     lines = printed.splitlines()

@@ -130,13 +130,11 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shuti
 
 def test_page_renders_in_a_headless_browser(small: Path, tmp_path: Path) -> None:
     """With a browser installed (Debian's chromium), the page renders offline with all its charts."""
+    if CHROMIUM is None:
+        # The embedded figures are checked by the tests above; this one is about the browser's rendering.
+        pytest.skip("no headless browser installed (chromium, chromium-browser or google-chrome): page not rendered")
     files = build_report(str(small), StorageSpec(), tmp_path / "report")
     page = files.html.read_text(encoding="utf-8")
-    if CHROMIUM is None:
-        # No browser here: the embedded figures and charts are still checked (above); say so rather than skip.
-        print("no headless browser installed: checked the embedded data only")
-        assert embedded(page)["rows"] == 10_000
-        return
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"]
     profile = f"--user-data-dir={tmp_path / 'profile'}"
     dom = subprocess.run(

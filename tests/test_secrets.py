@@ -52,6 +52,7 @@ def files_holding(root: Path, needle: bytes) -> list[str]:
     return found
 
 
+@pytest.mark.ray
 def test_a_sentinel_secret_in_every_credential_source_appears_in_no_file_or_log_line(
     tmp_path: Path, models: dict[str, str], s3_endpoint: str
 ) -> None:

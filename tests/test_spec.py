@@ -119,6 +119,7 @@ def test_cli_exits_non_zero_naming_the_field(tmp_path: Path, capsys: pytest.Capt
     assert "steps[0].output" in err
 
 
+@pytest.mark.ray
 def test_cli_lists_known_tasks_for_an_unknown_task(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "job.yaml"
     path.write_text(

@@ -1,4 +1,4 @@
-"""SIGKILL a ``lakelabel run`` (driver and its Ray) before, during and right after a table commit, then re-run.
+"""SIGKILL a ``lakelabel run`` (driver and its Ray job) before, during and right after a table commit, then re-run.
 
 The output table then holds every input row exactly once, each (run id, batch) is committed at most once, and each
 shard file is registered once. The kill points are read from the run's own log: before any "registering" line
@@ -45,7 +45,7 @@ def kill_point(point: str, log: Path, fs, root: str) -> Callable[[], bool]:
 @pytest.mark.parametrize("point", ["before", "during", "after"])
 @pytest.mark.parametrize(("source", "sink", "where"), [("iceberg", "delta", "s3"), ("delta", "iceberg", "local")])
 def test_killed_around_the_table_commit_rerun_commits_every_row_once(
-    point: str, source: str, sink: str, where: str, tmp_path: Path, models: dict[str, str], ray_local: None,
+    point: str, source: str, sink: str, where: str, tmp_path: Path, models: dict[str, str], ray_local: str,
     request: pytest.FixtureRequest,
 ) -> None:  # fmt: skip
     endpoint = request.getfixturevalue("s3_process") if where == "s3" else None
@@ -66,7 +66,7 @@ def test_killed_around_the_table_commit_rerun_commits_every_row_once(
 
     layout = open_sink(spec, "").layout
     log = tmp_path / "killed.log"
-    run_until(job, kill_point(point, log, layout.fs, layout.root), log)
+    run_until(job, kill_point(point, log, layout.fs, layout.root), log, ray_local)
 
     killed_run = json.loads(layout.fs.cat_file(layout.run_file))["run_id"]
     before = records(layout.fs, layout.root)
