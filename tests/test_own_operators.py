@@ -294,6 +294,7 @@ def shout_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     forget("lakelabel_test_shoutops")
 
 
+@pytest.mark.ray  # its runs start a Ray of their own: the module is on their PYTHONPATH only
 def test_an_installed_entry_point_is_a_task_with_its_distributions_version(
     tmp_path: Path, shout_installed: Path
 ) -> None:
@@ -361,6 +362,7 @@ SHARDS = {
 }
 
 
+@pytest.mark.ray  # its runs start a Ray of their own: the module is on their PYTHONPATH only
 def test_a_job_isolates_nulls_a_row_error_and_a_crash_and_records_the_class(tmp_path: Path, own_module: Path) -> None:
     write_input(tmp_path, SHARDS)
     job_path = write_job(tmp_path, {"operator": f"{MODULE}:Upper", "batch_size": 4})
@@ -392,6 +394,7 @@ def test_a_job_isolates_nulls_a_row_error_and_a_crash_and_records_the_class(tmp_
     assert f"step upper                {MODULE}:Upper" in done.stdout, done.stdout
 
 
+@pytest.mark.ray  # its runs start a Ray of their own: the module is on their PYTHONPATH only
 def test_a_killed_job_resumes_and_an_edited_module_is_a_different_spec(
     tmp_path: Path, own_module: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
