@@ -146,13 +146,16 @@ def crash(process: subprocess.Popen) -> None:
         time.sleep(0.5)
 
 
-def run_until(job: Path, condition: Callable[[], bool], log: Path, ray: str) -> None:
-    """Start ``lakelabel run JOB`` as its own process on the Ray at ``ray``; SIGKILL it once ``condition()`` holds."""
+def run_until(job: Path, condition: Callable[[], bool], log: Path, ray: str | None) -> None:
+    """Start ``lakelabel run JOB`` as its own process on the Ray at ``ray``; SIGKILL it once ``condition()`` holds.
+
+    ``ray`` None: the process starts a Ray of its own (its workers then see this process's environment).
+    """
     with log.open("w") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "lakelabel", "run", str(job)],
             cwd=ROOT,
-            env=attached(ray),
+            env=attached(ray) if ray else {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
             stdout=sink,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -404,7 +404,7 @@ def test_a_killed_job_resumes_and_an_edited_module_is_a_different_spec(
     fs, out = fsspec.filesystem("file"), str(tmp_path / "out")
     paths = (str(own_module.parent), os.environ.get("PYTHONPATH"))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))  # for run_until's `lakelabel run`
-    run_until(job_path, lambda: 2 <= len(records(fs, out)) < len(shards), tmp_path / "killed.log")
+    run_until(job_path, lambda: 2 <= len(records(fs, out)) < len(shards), tmp_path / "killed.log", None)
     before = records(fs, out)
     assert 0 < len(before) < len(shards)
 

@@ -200,7 +200,7 @@ def test_tiny_files_are_bundled_and_every_row_lands_once(
 
 
 def test_a_killed_run_of_bundles_resumes_with_every_row_once(
-    tmp_path: Path, models: dict[str, str], ray_local: None
+    tmp_path: Path, models: dict[str, str], ray_local: str
 ) -> None:
     written = tiny_files(tmp_path / "in", 1000, 2)
     raw = job(tmp_path, models)
@@ -213,7 +213,7 @@ def test_a_killed_run_of_bundles_resumes_with_every_row_once(
         LOCAL.invalidate_cache()
         return len(out.read_records()) if LOCAL.exists(out.records_root) else 0
 
-    run_until(path, lambda: committed() >= 40, tmp_path / "killed.log")
+    run_until(path, lambda: committed() >= 40, tmp_path / "killed.log", ray_local)
     before = {r["key"]: r["run_id"] for r in out.read_records()}
     assert 40 <= len(before) < 1000, "the kill came after every file was committed"
     text, complete = output_status(str(tmp_path / "out"), load_spec(path).storage)
