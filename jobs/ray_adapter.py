@@ -235,7 +235,7 @@ def _model_stages(
     verbose: bool,
     batch: int,
     pool: tuple[int, int, float, float],
-    prepare_cpus: float,
+    prepare_cpus: float | None = None,
     threads: float | None = None,
 ) -> ray.data.Dataset:
     """A step's stages: its media decoding (if any) on CPU actors, then its model on ``pool``: min, max, cpus, gpus."""
@@ -248,7 +248,7 @@ def _model_stages(
             batch_format="pyarrow",
             batch_size=batch,
             compute=ActorPoolStrategy(min_size=1, max_size=high),
-            num_cpus=prepare_cpus,
+            num_cpus=preparer.resources().num_cpus if prepare_cpus is None else prepare_cpus,
             num_gpus=0,
         )
     # A CPU actor computes for seconds per batch: a second batch queued on it would wait while another actor
@@ -282,12 +282,8 @@ def _pipeline(
     reads = max(1, min(io_tasks, len(units)))  # one read task per commit unit
     dataset = ray.data.read_datasource(_UnitSource(plan, units, collector), num_cpus=_IO_CPUS, concurrency=reads)
     for operator, pool, batch in zip(plan.operators, pools, batches, strict=True):
-        preparer = operator.preparer()
         sizes = (pool.low, pool.high, pool.cpus, pool.gpus)
-        dataset = _model_stages(
-            dataset, operator, collector, verbose=verbose, batch=batch, pool=sizes,
-            prepare_cpus=preparer.resources().num_cpus if preparer is not None else 0,
-        )  # fmt: skip
+        dataset = _model_stages(dataset, operator, collector, verbose=verbose, batch=batch, pool=sizes)
     layout = plan.layout
     stages = max(1, min(io_tasks, math.ceil(sum(rows) / batches[-1])))  # the last step's batches are staging's blocks
     return dataset.map_batches(

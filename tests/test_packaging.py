@@ -92,3 +92,10 @@ def test_lakelabel_version_prints_the_version() -> None:
         [sys.executable, "-m", "lakelabel", "--version"], capture_output=True, text=True, check=True, cwd="/"
     )
     assert result.stdout.strip() == f"lakelabel {_project()['project']['version']}"
+
+
+def test_every_public_name_resolves_and_all_lists_them() -> None:
+    import lakelabel
+
+    assert set(lakelabel.__all__) == {*lakelabel._PUBLIC, "__version__"}
+    assert all(getattr(lakelabel, name) is not None for name in lakelabel.__all__)
